@@ -1,0 +1,159 @@
+"""Match each quantized tensor of a variant to its FP32 original.
+
+Rules, in order (see ``docs/formats.md``): ONNX Runtime's names
+(``W_quantized`` -> ``W``, ``_Transposed`` undone), then the consuming node and
+input slot (quantized nodes keep or suffix the float node's name), then values
+(the closest FP32 tensor of the same shape, for other producers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .errors import QuantLensError
+from .extract import _transpose2d
+from .model import ModelGraph, node_attr
+from .quant_tensor import QuantTensor, dequantize
+from .weights import FloatWeight
+
+__all__ = ["Match", "match_variant", "VALUE_MATCH_MAX_REL_MSE"]
+
+#: Largest ``mse / mean(w^2)`` the value rule accepts (about 10 dB SQNR).
+VALUE_MATCH_MAX_REL_MSE = 0.1
+#: FP32 candidates compared per tensor by the value rule.
+_VALUE_CANDIDATES = 32
+
+
+@dataclass
+class Match:
+    """The FP32 original of one quantized tensor.
+
+    ``fp32_name`` is ``None`` when no rule found one; ``reshaped`` is true when
+    only the element counts agree (e.g. a ``[1, N]`` bias against ``[N]``).
+    """
+
+    qt: QuantTensor
+    fp32_name: str | None
+    method: str
+    reshaped: bool = False
+
+
+def _compatible(qt: QuantTensor, fw: FloatWeight) -> bool | None:
+    """True for the same shape, False for the same size only, None otherwise."""
+    if tuple(qt.shape) == tuple(fw.shape):
+        return True
+    if qt.numel == fw.numel:
+        return False
+    return None
+
+
+_MATMUL_OPS = {"MatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits", "DynamicQuantizeMatMul",
+               "MatMulIntegerToFloat"}
+
+
+def _stored_transposed(qt: QuantTensor, fw: FloatWeight, fp32: ModelGraph) -> bool:
+    """A 2-D weight the quantizer stored as the transpose of the FP32 one.
+
+    ONNX Runtime rewrites ``Gemm(transB=1)`` into a MatMul over ``Bᵀ`` (dynamic
+    quantization); depending on the version the copy is named ``<B>_Transposed``
+    or keeps ``<B>``.  Reversed 2-D shapes, or a square weight whose FP32 consumer
+    is a ``Gemm(transB=1)`` now read by a MatMul-family op, mean transposed.
+    """
+    if len(qt.shape) != 2 or len(fw.shape) != 2 or qt.layout != "identity":
+        return False
+    if tuple(qt.shape) == tuple(reversed(fw.shape)) and qt.shape[0] != qt.shape[1]:
+        return True
+    if qt.shape[0] != qt.shape[1] or not (set(qt.consumer_ops) & _MATMUL_OPS):
+        return False
+    idx = {fp32.node_name(i): n for i, n in enumerate(fp32.nodes)}
+    for nm, slot in fw.slots:
+        n = idx.get(nm)
+        if n is not None and n.op_type == "Gemm" and slot == 1 and node_attr(n, "transB", 0):
+            return True
+    return False
+
+
+def _transposed_copy(qt: QuantTensor) -> QuantTensor:
+    read = qt.reader
+    return replace(
+        qt, shape=tuple(reversed(qt.shape)), reader=lambda: _transpose2d(read()),
+        axis=None if qt.axis is None else 1 - qt.axis, layout="transposed",
+        notes=qt.notes + ["stored transposed (Gemm transB=1 rewritten as MatMul); reported in the FP32 layout"])
+
+
+def match_variant(qts: list[QuantTensor], fp32: ModelGraph,
+                  weights: dict[str, FloatWeight]) -> list[Match]:
+    """Match ``qts`` (one variant) to the FP32 ``weights``.
+
+    Returns
+    -------
+    list of Match
+        One per quantized tensor, in the order given; ``method`` is ``name``,
+        ``node``, ``value`` or ``unmatched``.
+    """
+    by_slot = {}
+    for fw in weights.values():
+        for nm, s in fw.slots:
+            by_slot.setdefault((nm, s), fw.name)
+    out: list[Match] = []
+    pending: list[int] = []
+    for qt in qts:
+        m = None
+        for cand, _transposed in qt.name_candidates + [(nm, False) for ref in qt.node_refs
+                                                       if (nm := by_slot.get(ref))]:
+            fw = weights.get(cand)
+            if fw is not None and _stored_transposed(qt, fw, fp32):
+                qt = _transposed_copy(qt)
+                break
+        for cand, _transposed in qt.name_candidates:
+            fw = weights.get(cand)
+            if fw is not None and _compatible(qt, fw) is not None:
+                m = Match(qt, cand, "name", not _compatible(qt, fw))
+                break
+        if m is None:
+            for ref in qt.node_refs:
+                nm = by_slot.get(ref)
+                if nm is not None and _compatible(qt, weights[nm]) is not None:
+                    m = Match(qt, nm, "node", not _compatible(qt, weights[nm]))
+                    break
+        if m is None:
+            pending.append(len(out))
+            m = Match(qt, None, "unmatched")
+        out.append(m)
+    if pending:
+        taken = {m.fp32_name for m in out if m.fp32_name}
+        for i in pending:
+            out[i] = _match_by_value(out[i].qt, fp32, weights, taken)
+            if out[i].fp32_name:
+                taken.add(out[i].fp32_name)
+    return out
+
+
+def _match_by_value(qt: QuantTensor, fp32: ModelGraph, weights: dict[str, FloatWeight],
+                    taken: set) -> Match:
+    cands = [fw for fw in weights.values()
+             if fw.name not in taken and _compatible(qt, fw) is not None]
+    cands.sort(key=lambda fw: (not _compatible(qt, fw), abs(fw.order)))
+    if not cands:
+        return Match(qt, None, "unmatched")
+    try:
+        dq = dequantize(qt.read()).reshape(-1).astype(np.float64)
+    except QuantLensError:
+        return Match(qt, None, "unmatched")
+    best, best_err = None, np.inf
+    for fw in cands[:_VALUE_CANDIDATES]:
+        try:
+            w = np.asarray(fp32.array(fw.name), np.float64).reshape(-1)
+        except QuantLensError:
+            continue
+        if not np.isfinite(w).all():
+            continue
+        energy = float(np.dot(w, w)) / max(w.size, 1)
+        err = float(np.mean((w - dq) ** 2)) / energy if energy > 0 else np.inf
+        if err < best_err:
+            best, best_err = fw, err
+    if best is None or best_err > VALUE_MATCH_MAX_REL_MSE:
+        return Match(qt, None, "unmatched")
+    return Match(qt, best.name, "value", not _compatible(qt, best))

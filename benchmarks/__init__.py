@@ -1,0 +1,1 @@
+"""QuantLens benchmark infrastructure (model generation, baselines, measurement)."""

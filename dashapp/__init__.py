@@ -1,0 +1,1 @@
+"""QuantLens dashboard (Plotly Dash): layout and callbacks over :mod:`analysis` tables."""
