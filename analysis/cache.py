@@ -155,7 +155,7 @@ def _encode(df: pd.DataFrame, prefix: str, arrays: dict, meta: dict) -> None:
             vals = s.to_numpy()
         else:
             vals = np.array(["" if m else str(v) for v, m in zip(s.tolist(), mask)], dtype=str)
-            dt = "str"
+            dt = "text:" + dt
         arrays[f"{prefix}/{c}/v"] = vals
         arrays[f"{prefix}/{c}/m"] = mask
         cols.append([c, dt])
@@ -166,9 +166,11 @@ def _decode(npz, prefix: str, meta: dict) -> pd.DataFrame:
     data = {}
     for c, dt in meta[prefix]:
         v, m = npz[f"{prefix}/{c}/v"], npz[f"{prefix}/{c}/m"]
-        if dt == "str":
+        if dt.startswith("text:"):
             s = pd.Series(v.astype(object), dtype=object)
             s[m] = None
+            if dt != "text:object":
+                s = s.astype(dt[5:])
         elif dt in ("Int64", "boolean"):
             s = pd.Series(pd.array(v, dtype=dt))
             s[m] = pd.NA

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 SEED = 0
 OPSET = 17
@@ -535,9 +536,9 @@ NOTES = [
     "  value_info of quantized models for shapes.",
     "- Determinism: the script is seeded (`default_rng(0)`, `random_state=0`), calibration uses a",
     "  fixed ordered set of images, and all quantizers write into a temporary directory before",
-    "  the files are copied here. Runs on the same machine gave byte-identical files (sha256",
-    "  compared, README included), also with a different `PYTHONHASHSEED` and with",
-    "  `OPENBLAS_NUM_THREADS=1`. Training uses float32 BLAS arithmetic, so a different CPU, BLAS",
+    "  the files are copied here; training runs with BLAS limited to one thread (threadpoolctl).",
+    "  Runs on the same machine gave byte-identical files (sha256 compared, README included),",
+    "  also with a different `PYTHONHASHSEED`. Training uses float32 BLAS arithmetic, so a different CPU, BLAS",
     "  build or numpy/onnxruntime version may change low-order bits of the weights and hence the",
     "  hashes, though not the accuracies in any meaningful way.",
 ]
@@ -562,7 +563,10 @@ def main():
     print(f"digits: {len(x_train)} train / {len(x_test)} test images")
     rng = np.random.default_rng(SEED)
     t0 = time.perf_counter()
-    params = train(x_train, y_train, x_test, y_test, rng)
+    # The matrices are tiny: multi-threaded BLAS only adds overhead, and on a busy
+    # machine its spinning threads can make training 10x slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        params = train(x_train, y_train, x_test, y_test, rng)
     train_time = time.perf_counter() - t0
     np_logits = forward(params, x_test)
     print(f"training took {train_time:.1f} s, numpy test accuracy {accuracy(np_logits, y_test):.4f}")
