@@ -26,6 +26,8 @@ class Grid:
 
     def __init__(self, origin: float, width: float):
         self.origin, self.width = float(origin), float(width)
+        #: Values are binned as ``floor((x - origin) * inv)`` everywhere (NumPy and kernels).
+        self.inv = 1.0 / self.width
 
     def edges(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Left and right edges of bins ``k`` (float64, identical for every caller)."""
@@ -60,7 +62,7 @@ def value_histogram(x: np.ndarray, grid: Grid, clamp_top: bool = True) -> tuple[
     if v.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # float64 for the index so every caller bins a value the same way
-    k = np.floor((v.astype(np.float64) - grid.origin) / grid.width).astype(np.int64)
+    k = np.floor((v.astype(np.float64) - grid.origin) * grid.inv).astype(np.int64)
     if clamp_top:
         k[k == NBINS] = NBINS - 1  # the FP32 maximum belongs to the last bin
     np.clip(k, -MAX_EXTRA_BINS, NBINS - 1 + MAX_EXTRA_BINS, out=k)

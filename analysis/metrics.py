@@ -101,8 +101,8 @@ def tensor_metrics(w: np.ndarray, d: Decoded, dq: np.ndarray, qrange: tuple | No
                    at_limits_frac=math.nan, levels_used=0, absmax_over_rms=math.nan,
                    levels_available=_levels_available(qrange))
         return out
-    err = w - dqf
-    ee = _dot(err, err)
+    err = w.astype(np.float64) - dqf.astype(np.float64)  # the error itself in float64
+    ee = float(np.dot(err, err))
     ww = _dot(w, w)
     dd = _dot(dqf, dqf)
     wd = _dot(w, dqf)
@@ -112,6 +112,7 @@ def tensor_metrics(w: np.ndarray, d: Decoded, dq: np.ndarray, qrange: tuple | No
     if mask is not None:
         half = half[mask]
     clipped = np.abs(err) > half * np.float32(0.5 * (1 + 1e-3)) + np.float32(1e-30)
+
     out.update(
         dq_min=float(dqf.min()), dq_max=float(dqf.max()),
         q_min=float(q.min()), q_max=float(q.max()),
@@ -188,11 +189,13 @@ def channel_metrics(w: np.ndarray, d: Decoded, dq: np.ndarray) -> dict | None:
     s_min, s_max = prm(d.scale)
     z_min, z_max = prm(d.zero_point)
     big = np.where(finite, W, np.nan)
+    dqf = np.where(finite, DQ, np.nan)
     with warnings.catch_warnings():  # an all-NaN channel is reported as NaN, silently
         warnings.simplefilter("ignore", RuntimeWarning)
         fmin, fmax = np.nanmin(big, 1), np.nanmax(big, 1)
+        dmin, dmax = np.nanmin(dqf, 1), np.nanmax(dqf, 1)
     return {
         "channel": np.arange(C), "n": n, "fp32_min": fmin, "fp32_max": fmax,
-        "dq_min": DQ.min(1), "dq_max": DQ.max(1), "scale_min": s_min, "scale_max": s_max,
+        "dq_min": dmin, "dq_max": dmax, "scale_min": s_min, "scale_max": s_max,
         "zero_point_min": z_min, "zero_point_max": z_max, "mse": mse, "sqnr_db": sq,
     }

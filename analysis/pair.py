@@ -18,12 +18,14 @@ import pandas as pd
 from .diagnostics import diagnose
 from .errors import QuantLensError
 from .extract import find_quantized
-from .histograms import Grid, code_histogram, make_grid, value_histogram
+from .histograms import MAX_EXTRA_BINS, Grid, make_grid
+from .kernels import HIST_SIZE, fp32_hist
+from .metrics import fp32_stats
 from .match import Match, match_variant
-from .metrics import channel_metrics, fp32_stats, tensor_metrics
 from .model import ModelGraph
 from .quant_tensor import QuantTensor, dequantize
 from .roles import QUANTIZABLE_OPS
+from .tensor_stats import measure
 from .schema import CHANNEL_COLUMNS, HISTOGRAM_COLUMNS, LAYER_COLUMNS
 from .tensors import dtype_name, tensor_numel
 from .weights import FloatWeight, float_weights
@@ -73,12 +75,13 @@ class _Tables:
 
     def add_hist(self, fp32_name, qname, kind, left, right, counts, bins=None):
         n = len(counts)
-        self.hist.append(pd.DataFrame({
-            "variant": self.label if kind != "fp32" else "", "fp32_name": fp32_name,
-            "quant_tensor": qname, "kind": kind,
-            "bin": np.arange(n) if bins is None else bins,
-            "left": np.asarray(left, np.float64), "right": np.asarray(right, np.float64),
-            "count": np.asarray(counts, np.int64)}))
+        self.hist.append((self.label if kind != "fp32" else "", fp32_name, qname, kind,
+                          np.arange(n) if bins is None else np.asarray(bins),
+                          np.asarray(left, np.float64), np.asarray(right, np.float64),
+                          np.asarray(counts, np.int64)))
+
+    def add_channels(self, fp32_name, qname, ch: dict):
+        self.channels.append((fp32_name, qname, ch))
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         layers = pd.DataFrame(self.rows, columns=LAYER_COLUMNS)
@@ -88,11 +91,31 @@ class _Tables:
             layers[c] = pd.array(layers[c], dtype="Int64")
         for c in ("per_channel", "zp_out_of_range"):
             layers[c] = pd.array(layers[c], dtype="boolean")
-        ch = (pd.concat(self.channels, ignore_index=True) if self.channels
-              else pd.DataFrame(columns=CHANNEL_COLUMNS))
-        hi = (pd.concat(self.hist, ignore_index=True) if self.hist
-              else pd.DataFrame(columns=HISTOGRAM_COLUMNS))
-        return layers, ch[CHANNEL_COLUMNS], hi[HISTOGRAM_COLUMNS]
+        return layers, self._channel_frame(), self._hist_frame()
+
+    def _hist_frame(self) -> pd.DataFrame:
+        if not self.hist:
+            return pd.DataFrame(columns=HISTOGRAM_COLUMNS)
+        sizes = [len(h[7]) for h in self.hist]
+        rep = lambda i: np.repeat(np.array([h[i] for h in self.hist], dtype=object), sizes)  # noqa: E731
+        return pd.DataFrame({
+            "variant": rep(0).astype(str), "fp32_name": rep(1).astype(str),
+            "quant_tensor": rep(2).astype(str), "kind": rep(3).astype(str),
+            "bin": np.concatenate([h[4] for h in self.hist]).astype(np.int64),
+            "left": np.concatenate([h[5] for h in self.hist]),
+            "right": np.concatenate([h[6] for h in self.hist]),
+            "count": np.concatenate([h[7] for h in self.hist])})[HISTOGRAM_COLUMNS]
+
+    def _channel_frame(self) -> pd.DataFrame:
+        if not self.channels:
+            return pd.DataFrame(columns=CHANNEL_COLUMNS)
+        sizes = [len(c[2]["channel"]) for c in self.channels]
+        data = {"variant": np.full(sum(sizes), self.label, dtype=object).astype(str),
+                "fp32_name": np.repeat(np.array([c[0] for c in self.channels], dtype=object), sizes).astype(str),
+                "quant_tensor": np.repeat(np.array([c[1] for c in self.channels], dtype=object), sizes).astype(str)}
+        for k in CHANNEL_COLUMNS[3:]:
+            data[k] = np.concatenate([np.asarray(c[2][k]) for c in self.channels])
+        return pd.DataFrame(data)[CHANNEL_COLUMNS]
 
 
 def _base_row(label: str, fw: FloatWeight | None, qt: QuantTensor | None) -> dict:
@@ -118,7 +141,11 @@ def _base_row(label: str, fw: FloatWeight | None, qt: QuantTensor | None) -> dic
 
 
 def _quant_row(tab: _Tables, variant: ModelGraph, fw: FloatWeight | None, m: Match,
-               w: np.ndarray | None, grid: Grid | None) -> None:
+               w: np.ndarray | None, grid: Grid | None, known: dict | None = None,
+               fp_hist: np.ndarray | None = None) -> bool:
+    """Append the row, histograms and channels of one quantized tensor.
+
+    Returns True when the FP32 histogram was counted into ``fp_hist`` on the way."""
     qt = m.qt
     row = _base_row(tab.label, fw, qt)
     row.update(status="quantized" if fw is not None else "unmatched_quant",
@@ -128,14 +155,16 @@ def _quant_row(tab: _Tables, variant: ModelGraph, fw: FloatWeight | None, m: Mat
     if m.reshaped:
         row["notes"] = "; ".join(filter(None, [row["notes"], "FP32 shape differs; compared element-wise"]))
     d = qt.read()
-    dq = dequantize(d)
     row.update(_param_summary(d.scale, "scale"))
     row.update(_param_summary(d.zero_point, "zero_point"))
-    if w is None:  # no original: diagnostics of the grid only
-        ref = dq
-    else:
-        ref = w.reshape(dq.shape) if m.reshaped else w
-    met = tensor_metrics(ref, d, dq, qt.qrange)
+    ref = None if w is None else (w.reshape(d.q.shape) if m.reshaped else w)
+    if grid is None:  # no FP32 original: bin the dequantized values on their own range
+        dq = dequantize(d)
+        grid = make_grid(float(np.nanmin(dq)) if dq.size else math.nan,
+                         float(np.nanmax(dq)) if dq.size else math.nan)
+    st = measure(ref if w is not None else dequantize(d), d, qt.qrange, grid,
+                 known if w is not None else None, fp_hist if w is not None else None)
+    met = st.metrics
     if w is None:
         for k in ("mse", "max_abs_err", "sqnr_db", "cosine", "clipped_frac", "fp32_min", "fp32_max",
                   "absmax_over_rms"):
@@ -144,21 +173,12 @@ def _quant_row(tab: _Tables, variant: ModelGraph, fw: FloatWeight | None, m: Mat
     row["diagnostics"] = "; ".join(diagnose(row))
     tab.rows.append(row)
     name = fw.name if fw is not None else ""
-    if grid is None:
-        grid = make_grid(met["dq_min"], met["dq_max"])
-    bins, counts = value_histogram(dq, grid)
-    left, right = grid.edges(bins)
-    tab.add_hist(name, qt.name, "dq", left, right, counts, bins)
-    cl, cr, cc = code_histogram(d.q, qt.qrange)
-    tab.add_hist(name, qt.name, "code", cl, cr, cc)
-    if w is not None:
-        ch = channel_metrics(ref, d, dq)
-        if ch is not None:
-            df = pd.DataFrame(ch)
-            df.insert(0, "quant_tensor", qt.name)
-            df.insert(0, "fp32_name", name)
-            df.insert(0, "variant", tab.label)
-            tab.channels.append(df)
+    left, right = grid.edges(st.dq_bins)
+    tab.add_hist(name, qt.name, "dq", left, right, st.dq_counts, st.dq_bins)
+    tab.add_hist(name, qt.name, "code", st.code_left, st.code_right, st.code_counts)
+    if w is not None and st.channels is not None:
+        tab.add_channels(name, qt.name, st.channels)
+    return st.fp_done
 
 
 def _float_row(tab: _Tables, fw: FloatWeight, variant: ModelGraph, vweights: dict, stats: dict) -> None:
@@ -180,6 +200,23 @@ def _float_row(tab: _Tables, fw: FloatWeight, variant: ModelGraph, vweights: dic
         row["reason"] = ("not matched: no tensor of this variant corresponds to it by name, node or "
                          "value (renamed, folded or removed when the variant was made?)")
     tab.rows.append(row)
+
+
+def _fp32_range(w: np.ndarray | None) -> tuple[dict, Grid]:
+    """FP32 finite range and NaN/Inf count (NumPy's SIMD min/max; a mask only if needed)."""
+    if w is None:
+        return {}, make_grid(math.nan, math.nan)
+    stats = fp32_stats(w)
+    return stats, make_grid(stats["fp32_min"], stats["fp32_max"])
+
+
+def _add_fp32_hist(tab: _Tables, name: str, grid: Grid, hist: np.ndarray) -> None:
+    nz = np.nonzero(hist)[0]
+    if nz.size == 0:
+        return
+    bins = np.arange(nz[0], nz[-1] + 1) - MAX_EXTRA_BINS
+    left, right = grid.edges(bins)
+    tab.add_hist(name, "", "fp32", left, right, hist[nz[0]:nz[-1] + 1], bins)
 
 
 def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
@@ -214,22 +251,24 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
         except QuantLensError as e:
             problems.append(f"FP32 weight '{fw.name}': {e}")
             w = None
-        stats = fp32_stats(w) if w is not None else {}
-        grid = make_grid(stats.get("fp32_min", math.nan), stats.get("fp32_max", math.nan))
-        if w is not None:
-            bins, counts = value_histogram(w, grid)
-            left, right = grid.edges(bins)
-            tab.add_hist(fw.name, "", "fp32", left, right, counts, bins)
+        stats, grid = _fp32_range(w)
         ms = by_fp32.get(fw.name, [])
         if not ms:
             _float_row(tab, fw, variant, vweights, stats)
+        fp_hist = np.zeros(HIST_SIZE, np.int64)
+        fp_done = w is None
         for m in ms:
             if w is None:
                 continue
             try:
-                _quant_row(tab, variant, fw, m, w, grid)
+                fp_done |= _quant_row(tab, variant, fw, m, w, grid, stats,
+                                      None if fp_done else fp_hist)
             except QuantLensError as e:
                 problems.append(f"'{m.qt.name}': {e}")
+        if not fp_done:
+            fp32_hist(np.ascontiguousarray(w, np.float32).reshape(-1), grid.origin, grid.inv, fp_hist)
+        if w is not None:
+            _add_fp32_hist(tab, fw.name, grid, fp_hist)
         done += 1
         if progress:
             progress(done, total)
