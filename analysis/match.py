@@ -133,16 +133,22 @@ def match_variant(qts: list[QuantTensor], fp32: ModelGraph,
 
 def _match_by_value(qt: QuantTensor, fp32: ModelGraph, weights: dict[str, FloatWeight],
                     taken: set) -> Match:
+    """Closest FP32 constant of the same size; a 2-D tensor is also compared in the
+    transposed layout against FP32 weights of the reversed shape (e.g. a Gemm(transB=1)
+    weight another producer stored as ``Bᵀ``), and then reported in the FP32 layout."""
     cands = [fw for fw in weights.values()
              if fw.name not in taken and _compatible(qt, fw) is not None]
     cands.sort(key=lambda fw: (not _compatible(qt, fw), abs(fw.order)))
     if not cands:
         return Match(qt, None, "unmatched")
     try:
-        dq = dequantize(qt.read()).reshape(-1).astype(np.float64)
+        dq2 = dequantize(qt.read())
     except QuantLensError:
         return Match(qt, None, "unmatched")
-    best, best_err = None, np.inf
+    dq = dq2.reshape(-1).astype(np.float64)
+    can_t = dq2.ndim == 2 and qt.layout == "identity"
+    dq_t = dq2.T.reshape(-1).astype(np.float64) if can_t else None
+    best, best_err, best_t = None, np.inf, False
     for fw in cands[:_VALUE_CANDIDATES]:
         try:
             w = np.asarray(fp32.array(fw.name), np.float64).reshape(-1)
@@ -151,9 +157,15 @@ def _match_by_value(qt: QuantTensor, fp32: ModelGraph, weights: dict[str, FloatW
         if not np.isfinite(w).all():
             continue
         energy = float(np.dot(w, w)) / max(w.size, 1)
-        err = float(np.mean((w - dq) ** 2)) / energy if energy > 0 else np.inf
-        if err < best_err:
-            best, best_err = fw, err
+        layouts = [(False, dq)]
+        if can_t and tuple(fw.shape) == tuple(reversed(qt.shape)):
+            layouts.append((True, dq_t))
+        for transposed, d in layouts:
+            err = float(np.mean((w - d) ** 2)) / energy if energy > 0 else np.inf
+            if err < best_err:
+                best, best_err, best_t = fw, err, transposed
     if best is None or best_err > VALUE_MATCH_MAX_REL_MSE:
         return Match(qt, None, "unmatched")
+    if best_t:
+        return Match(_transposed_copy(qt), best.name, "value", False)
     return Match(qt, best.name, "value", not _compatible(qt, best))

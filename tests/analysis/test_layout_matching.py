@@ -1,0 +1,214 @@
+"""Matching quantized tensors to their FP32 originals (name, node, value), the rows
+of weights a variant left in float, and the role column."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto as TP
+
+from builders import (
+    MS, analyze_rows, arr, assert_row, dq, listed, make_model, node, quant_tensors, read, ref_dq, row_of, save,
+)
+
+F32 = np.float32
+
+
+def _weight(seed, shape=(4, 3), s=F32(0.05)):
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-127, 128, shape).astype(np.int8)
+    want = ref_dq(q, 0, s)
+    W = (want.astype(np.float64) + rng.uniform(-0.4, 0.4, shape) * s).astype(F32)
+    return q, s, want, W
+
+
+def test_match_by_name(tmp_path):
+    q, s, want, W = _weight(60)
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W)]), tmp_path / "f.onnx")
+    v = make_model([dq("W_quantized", "W_scale", "W_zero_point", "W_DequantizeLinear_Output", "W_DequantizeLinear"),
+                    node("MatMul", ["X", "W_DequantizeLinear_Output"], ["Y"], "some_other_node_name")],
+                   [arr("W_quantized", q), arr("W_scale", s), arr("W_zero_point", np.int8(0))])
+    vp = save(v, tmp_path / "v.onnx")
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=0, match_method="name",
+               status="quantized", quant_tensor="W_quantized")
+
+
+def test_match_by_node(tmp_path):
+    """The quantized tensor has an arbitrary name; the consuming node kept its name."""
+    q, s, want, W = _weight(61)
+    Wo = (W * F32(3)).astype(F32)  # another weight of the same shape, which the value rule would not pick
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm"), node("MatMul", ["X2", "Wo"], ["Y2"], "mm_o")],
+                         [arr("W", W), arr("Wo", Wo)]), tmp_path / "f.onnx")
+    v = make_model([dq("t_91", "t_91_s", "t_91_z", "x_out", "dq7"), node("MatMul", ["X", "x_out"], ["Y"], "mm"),
+                    node("MatMul", ["X2", "Wo"], ["Y2"], "mm_o")],
+                   [arr("t_91", q), arr("t_91_s", s), arr("t_91_z", np.int8(0)), arr("Wo", Wo)])
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    assert_row(row_of(a, "W"), w=W, dq=want, q=q, scale=s, zero_point=0, match_method="node", quant_tensor="t_91")
+    assert row_of(a, "Wo")["status"] == "left_in_float"
+
+
+@pytest.mark.parametrize("op", ["QLinearConv", "MatMulNBits"])
+def test_match_by_node_with_quantizer_suffix(tmp_path, op):
+    """QOperator / contrib nodes add a suffix (``_quant``, ``_Q4``); the node rule strips it
+    and reads the FP32 node's slot that corresponds to the quantized op's weight input."""
+    if op == "QLinearConv":
+        q = np.array([[[[1, -2], [3, -4]]], [[[5, 6], [-7, 8]]]], np.int8)  # [2, 1, 2, 2]
+        s = F32(0.25)
+        want = ref_dq(q, 0, s)
+        W = (want + F32(0.01)).astype(F32)
+        fp = save(make_model([node("Conv", ["X", "W"], ["Y"], "conv")], [arr("W", W)]), tmp_path / "f.onnx")
+        v = make_model([node("QLinearConv", ["Xq", "xs", "xz", "wq_renamed", "ws_renamed", "wz_renamed", "ys", "yz"],
+                             ["Yq"], "conv_quant")],
+                       [arr("xs", F32(1)), arr("xz", np.uint8(0)), arr("wq_renamed", q), arr("ws_renamed", s),
+                        arr("wz_renamed", np.int8(0)), arr("ys", F32(1)), arr("yz", np.uint8(0))],
+                       inputs={"Xq": (TP.UINT8, None)}, outputs={"Yq": (TP.UINT8, None)})
+        qname, zp = "wq_renamed", 0
+    else:
+        K, N = 16, 2
+        q = (np.arange(K * N).reshape(K, N) % 16).astype(np.uint8)
+        s = np.array([[0.5], [0.25]], F32)  # [N, 1 block]
+        want = ref_dq(q, 8, s.T)
+        W = (want + F32(0.01)).astype(F32)
+        packed = np.zeros((N, 1, 8), np.uint8)
+        for n in range(N):
+            for k in range(K):
+                packed[n, 0, k // 2] |= int(q[k, n]) << (4 * (k % 2))
+        fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W)]), tmp_path / "f.onnx")
+        v = make_model([node("MatMulNBits", ["X", "packed_w", "sc"], ["Y"], "mm_Q4", domain=MS, K=K, N=N, bits=4,
+                             block_size=16)], [arr("packed_w", packed), arr("sc", s)], ms=1)
+        qname, zp = "packed_w", np.full(2, 8)
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, qname)
+    np.testing.assert_array_equal(got, want)
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=zp, match_method="node",
+               quant_tensor=qname)
+
+
+def test_match_by_value(tmp_path):
+    """Tensor and node renamed: the value rule picks, among FP32 constants of the same
+    size, the one closest to the dequantized tensor."""
+    qa, s, want_a, Wa = _weight(62)
+    qb, _, want_b, Wb = _weight(63)
+    fp = save(make_model([node("MatMul", ["X", "Wa"], ["Ya"], "mm_a"), node("MatMul", ["X", "Wb"], ["Yb"], "mm_b")],
+                         [arr("Wa", Wa), arr("Wb", Wb)]), tmp_path / "f.onnx")
+    # in the variant the nodes come in the other order and have unrelated names
+    v = make_model([dq("p", "p_s", None, "p_o", "d1"), node("MatMul", ["X", "p_o"], ["Yb"], "n1"),
+                    dq("r", "r_s", None, "r_o", "d2"), node("MatMul", ["X", "r_o"], ["Ya"], "n2")],
+                   [arr("p", qb), arr("p_s", s), arr("r", qa), arr("r_s", s)])
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    assert_row(row_of(a, "Wa"), w=Wa, dq=want_a, q=qa, scale=s, zero_point=0, match_method="value", quant_tensor="r",
+               status="quantized")
+    assert_row(row_of(a, "Wb"), w=Wb, dq=want_b, q=qb, scale=s, zero_point=0, match_method="value", quant_tensor="p")
+
+
+def test_value_rule_rejects_a_distant_tensor(tmp_path):
+    """A quantized tensor far from every FP32 candidate is reported unmatched, and the
+    FP32 weight it could not claim is 'not_matched'."""
+    q, s, want, W = _weight(64)
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W)]), tmp_path / "f.onnx")
+    v = make_model([dq("p", "p_s", None, "p_o", "d1"), node("MatMul", ["X", "p_o"], ["Y"], "n1")],
+                   [arr("p", -q), arr("p_s", s)])  # negated: nothing like W
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    assert row_of(a, "W")["status"] == "not_matched"
+    un = a.layers[a.layers.status == "unmatched_quant"]
+    assert list(un["quant_tensor"]) == ["p"]
+    assert un["match_method"].iloc[0] == "unmatched"
+
+
+def test_match_by_value_transposed_2d(tmp_path):
+    """Another producer stored the Gemm(transB=1) weight transposed ([K, N]) under
+    unrelated tensor and node names: the value rule tries the transposed layout too
+    and reports the tensor in the FP32 layout."""
+    N, K = 3, 5
+    rng = np.random.default_rng(67)
+    bt_q = rng.integers(-127, 128, (K, N)).astype(np.int8)
+    s = np.array([0.01, 0.02, 0.03], F32)
+    want = ref_dq(bt_q, 0, s.reshape(1, N)).T  # FP32 layout [N, K]
+    Bw = (want.astype(np.float64) + rng.uniform(-0.4, 0.4, (N, K)) * s.reshape(N, 1)).astype(F32)
+    fp = save(make_model([node("Gemm", ["X", "B"], ["Y"], "gemm", transB=1)], [arr("B", Bw)]), tmp_path / "f.onnx")
+    v = make_model([dq("qq", "qs", None, "qo", "d0", axis=1), node("MatMul", ["X", "qo"], ["Y"], "n0")],
+                   [arr("qq", bt_q), arr("qs", s)])
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    assert_row(row_of(a, "B"), w=Bw, dq=want, q=bt_q, scale=s, zero_point=np.zeros(N), match_method="value",
+               quant_tensor="qq", fp32_shape=f"{N}x{K}", axis=0, granularity="per_channel")
+
+
+def test_left_in_float_and_op_not_quantized(tmp_path):
+    q, s, want, W1 = _weight(65)
+    W2 = np.full((3, 2), 0.5, F32)
+    c = np.array([1.5, 2.5], F32)
+    fp = save(make_model([node("MatMul", ["X", "W1"], ["Y1"], "mm1"), node("MatMul", ["Y1", "W2"], ["Y2"], "mm2"),
+                          node("Div", ["Y2", "c"], ["Y"], "div")], [arr("W1", W1), arr("W2", W2), arr("c", c)]),
+              tmp_path / "f.onnx")
+    v = make_model([dq("W1_quantized", "W1_scale", None, "W1_dq", "W1_DequantizeLinear"),
+                    node("MatMul", ["X", "W1_dq"], ["Y1"], "mm1"), node("MatMul", ["Y1", "W2"], ["Y2"], "mm2"),
+                    node("Div", ["Y2", "c"], ["Y"], "div")],
+                   [arr("W1_quantized", q), arr("W1_scale", s), arr("W2", W2), arr("c", c)])
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    assert row_of(a, "W1")["status"] == "quantized"
+    r2 = row_of(a, "W2")
+    assert r2["status"] == "left_in_float" and r2["reason"] and "MatMul" in r2["reason"]
+    assert r2["match_method"] == "none" and r2["role"] == "weight"
+    assert float(r2["fp32_min"]) == 0.5 and float(r2["fp32_max"]) == 0.5
+    rc = row_of(a, "c")
+    assert rc["status"] == "op_not_quantized" and "Div" in rc["reason"]
+
+
+def test_weight_missing_from_variant_is_not_matched(tmp_path):
+    q, s, want, W = _weight(66)
+    W2 = np.ones((3, 3), F32)
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y1"], "mm"), node("MatMul", ["Y1", "W2"], ["Y"], "mm2")],
+                         [arr("W", W), arr("W2", W2)]), tmp_path / "f.onnx")
+    v = make_model([dq("W_quantized", "W_scale", None, "W_dq", "W_DequantizeLinear"),
+                    node("MatMul", ["X", "W_dq"], ["Y"], "mm")], [arr("W_quantized", q), arr("W_scale", s)])
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    r = row_of(a, "W2")
+    assert r["status"] == "not_matched" and r["reason"]
+
+
+def test_roles(tmp_path):
+    """weight (Conv input 1), bias (Conv input 2, int32; and a constant added after a
+    MatMul), gather_table (Gather input 0), elementwise (a Mul constant)."""
+    Wq = np.array([[[[1, -1]]], [[[2, -2]]]], np.int8)  # [2, 1, 1, 2]
+    Bq = np.array([100, -100], np.int32)
+    Eq = np.array([[0, 255], [10, 20], [30, 40]], np.uint8)
+    Mq = np.array([200, 100], np.uint8)
+    Aq = np.array([5, -5], np.int8)
+    ws, bs, es, ms_, as_ = F32(0.5), np.array([0.001], F32), F32(0.01), F32(0.02), F32(0.1)
+    want = {"W": ref_dq(Wq, 0, ws), "B": ref_dq(Bq, 0, bs), "E": ref_dq(Eq, 128, es), "m": ref_dq(Mq, 128, ms_),
+            "A": ref_dq(Aq, 0, as_)}
+    fw = {k: (v + F32(0.001)).astype(F32) for k, v in want.items()}
+    K2 = np.ones((2, 2), F32)
+    fp_nodes = [node("Conv", ["X", "W", "B"], ["c"], "conv"), node("Mul", ["c", "m"], ["y1"], "mul"),
+                node("Gather", ["E", "ids"], ["y2"], "gather"), node("MatMul", ["y2", "K2"], ["y3"], "mm"),
+                node("Add", ["y3", "A"], ["y4"], "add")]
+    fp = save(make_model(fp_nodes, [arr(k, v) for k, v in fw.items()] + [arr("K2", K2)],
+                         inputs={"ids": (TP.INT64, None)}), tmp_path / "f.onnx")
+    v_nodes = [dq("W_quantized", "W_scale", None, "W_dq", "W_DequantizeLinear"),
+               dq("B_quantized", "B_quantized_scale", "B_quantized_zero_point", "B", "B_DequantizeLinear"),
+               dq("m_quantized", "m_scale", "m_zero_point", "m_dq", "m_DequantizeLinear"),
+               dq("E_quantized", "E_scale", "E_zero_point", "E_dq", "E_DequantizeLinear"),
+               dq("A_quantized", "A_scale", None, "A_dq", "A_DequantizeLinear"),
+               node("Conv", ["X", "W_dq", "B"], ["c"], "conv"), node("Mul", ["c", "m_dq"], ["y1"], "mul"),
+               node("Gather", ["E_dq", "ids"], ["y2"], "gather"), node("MatMul", ["y2", "K2"], ["y3"], "mm"),
+               node("Add", ["y3", "A_dq"], ["y4"], "add")]
+    v = make_model(v_nodes, [arr("W_quantized", Wq), arr("W_scale", ws), arr("B_quantized", Bq),
+                             arr("B_quantized_scale", bs), listed("B_quantized_zero_point", TP.INT32, [1], [0]),
+                             arr("m_quantized", Mq), arr("m_scale", ms_), arr("m_zero_point", np.uint8(128)),
+                             arr("E_quantized", Eq), arr("E_scale", es), arr("E_zero_point", np.uint8(128)),
+                             arr("A_quantized", Aq), arr("A_scale", as_), arr("K2", K2)],
+                   inputs={"ids": (TP.INT64, None)})
+    vp = save(v, tmp_path / "v.onnx")
+    roles = {"W": "weight", "B": "bias", "E": "gather_table", "m": "elementwise", "A": "bias"}
+    qts = quant_tensors(vp)
+    a = analyze_rows(fp, vp)
+    for k, role in roles.items():
+        assert qts[f"{k}_quantized"].role == role, k
+        np.testing.assert_array_equal(read(vp, f"{k}_quantized")[2], want[k])
+        r = row_of(a, k)
+        assert r["role"] == role and r["status"] == "quantized" and r["match_method"] == "name", k
+    assert row_of(a, "K2")["status"] == "left_in_float"
