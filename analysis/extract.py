@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+import ml_dtypes
 import numpy as np
 from onnx import TensorProto
 
@@ -21,7 +22,7 @@ from .errors import QuantLensError, TensorReadError
 from .model import ModelGraph, node_attr
 from .quant_tensor import TYPE_RANGES, Decoded, QuantTensor
 from .roles import role_of
-from .tensors import FLOAT8_TYPES, FLOAT_TYPES, INTEGER_TYPES, dtype_name, tensor_numel
+from .tensors import FLOAT8_TYPES, FLOAT_TYPES, INTEGER_TYPES, dtype_name, tensor_np_dtype, tensor_numel
 
 __all__ = ["find_quantized", "strip_quant_suffix"]
 
@@ -274,15 +275,29 @@ def _quantize_spec(ctx: _Ctx, qn):
     lo, hi = TYPE_RANGES.get(dtype_name(dt), (0, 255))
     axis = node_attr(qn, "axis")
     block = int(node_attr(qn, "block_size", 0) or 0)
+    floaty = dt in FLOAT8_TYPES
+    saturate = bool(node_attr(qn, "saturate", 1))
 
     def compute():
         from .quant_tensor import expand_param
         w = np.asarray(mg.array(w_name), np.float32)
         s = np.asarray(mg.array(qn.input[1]), np.float32)
-        z = mg.array(z_name).astype(np.int64) if z_name else None
+        z = None
+        if z_name:
+            z = mg.array(z_name)
+            z = np.asarray(z, np.float32) if floaty else z.astype(np.int64)
         s_c, z_c, _, a, b, _ = _layout_params(s, z, w.shape, axis, block, "QuantizeLinear")
         s_e = expand_param(s_c, w.shape, a if b else None, b)
-        z_e = expand_param(_zp_array(z_c, s_c, False), w.shape, a if b else None, b)
+        z_e = expand_param(_zp_array(z_c, s_c, floaty), w.shape, a if b else None, b)
+        if floaty:
+            # ONNX: cast(x / s + z) to float8, round to nearest even; saturate=1 clips
+            # to the largest finite value instead of overflowing to NaN/Inf.
+            f8 = tensor_np_dtype(dt)
+            x = np.divide(w, s_e, dtype=np.float32) + np.asarray(z_e, np.float32)
+            if saturate:
+                big = float(ml_dtypes.finfo(f8).max)
+                x = np.clip(x, -big, big)
+            return x.astype(f8)
         q = np.clip(np.rint(w / s_e) + z_e, lo, hi)  # ONNX: saturate(round_half_even(x / s) + z)
         return q.astype(np.int32)
 

@@ -25,6 +25,7 @@ __all__ = [
     "FLOAT_TYPES",
     "FLOAT8_TYPES",
     "dtype_name",
+    "tensor_np_dtype",
     "tensor_numel",
     "tensor_shape",
     "tensor_to_array",
@@ -78,6 +79,13 @@ _MAX_ELEMENTS = 1 << 40  # far beyond any real model; guards dims overflow
 def dtype_name(data_type: int) -> str:
     """Short name of an ONNX element type (``"int8"``, ``"float8e4m3fn"``...)."""
     return DTYPE_NAMES.get(data_type, f"type{data_type}")
+
+
+def tensor_np_dtype(data_type: int) -> np.dtype:
+    """NumPy / ``ml_dtypes`` dtype of an ONNX element type (not for 4-bit types)."""
+    if data_type not in _NP:
+        raise TensorReadError(f"element type {dtype_name(data_type)} has no NumPy dtype")
+    return _NP[data_type]
 
 
 def tensor_shape(t: TensorProto) -> tuple[int, ...]:

@@ -434,3 +434,64 @@ def test_q_dq_pair_on_float_weight(tmp_path, ztype, z):
     r_ = row_of(analyze_rows(fp, vp), "W")
     assert_row(r_, w=W, dq=want, q=q, scale=s, zero_point=z, status="quantized", storage="computed")
     assert r_["clipped_frac"] == pytest.approx(2 / 8)  # +-100 saturate
+
+
+def test_q_dq_pair_per_channel(tmp_path):
+    """Q->DQ pair with per-channel parameters (axis 0) on a float weight."""
+    s = np.array([0.5, 0.125], F32)
+    z = np.array([-3, 4], np.int8)
+    W = np.array([[0.25, 1.0, -70.0], [0.0625, -0.1875, 0.3]], F32)
+    #   w/s: row 0: 0.5 -> 0, 2, -140 ; row 1: 0.5 -> 0, -1.5 -> -2, 2.4 -> 2
+    q = np.clip(np.array([[0, 2, -140], [0, -2, 2]]) + z.reshape(2, 1), -128, 127)
+    assert q[0, 2] == -128
+    want = ref_dq(q, z.reshape(2, 1), s.reshape(2, 1))
+    fp = fp32_single(tmp_path / "fp32.onnx", "MatMul", {"W": W}, ["X", "W"], "mm")
+    v = make_model([node("QuantizeLinear", ["W", "W_scale", "W_zero_point"], ["W_q"], "W_QuantizeLinear", axis=0),
+                    dq("W_q", "W_scale", "W_zero_point", "W_dq", "W_DequantizeLinear", axis=0),
+                    node("MatMul", ["X", "W_dq"], ["Y"], "mm")],
+                   [arr("W", W), arr("W_scale", s), arr("W_zero_point", z)])
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "W")
+    np.testing.assert_array_equal(np.asarray(d.q, np.int64), q)
+    np.testing.assert_array_equal(got, want)
+    assert (qt.granularity, qt.axis) == ("per_channel", 0)
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z, axis=0)
+
+
+def test_q_dq_pair_float8(tmp_path):
+    """Q->DQ pair to FLOAT8E4M3FN: round to the nearest float8 (ties to even),
+    saturate to +-448 (QuantizeLinear's default saturate=1)."""
+    s = F32(0.5)
+    W = np.array([[1.0, 0.5, 1000.0, -1000.0], [0.0, 0.3, 3.3, -0.04]], F32)
+    #  w/s:          2     1     2000    -2000        0    0.6   6.6   -0.08
+    #  nearest e4m3: 2     1     448(sat) -448        0    0.625 6.5   -0.078125
+    vals = np.array([[2, 1, 448, -448], [0, 0.625, 6.5, -0.078125]])
+    for v_ in (0.625, 6.5, 0.078125):  # really float8 values (1.25*2^-1, 1.625*2^2, 1.25*2^-4)
+        assert v_ in {e4m3fn_value(b) for b in range(256)}
+    want = vals.astype(F32) * s
+    fp = fp32_single(tmp_path / "fp32.onnx", "MatMul", {"W": W}, ["X", "W"], "mm", opset=19)
+    v = make_model([node("QuantizeLinear", ["W", "W_scale", "W_zero_point"], ["W_q"], "W_QuantizeLinear"),
+                    dq("W_q", "W_scale", "W_zero_point", "W_dq", "W_DequantizeLinear"),
+                    node("MatMul", ["X", "W_dq"], ["Y"], "mm")],
+                   [arr("W", W), arr("W_scale", s), listed("W_zero_point", TP.FLOAT8E4M3FN, [], [0.0])], opset=19)
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "W")
+    assert qt.dtype == "float8e4m3fn"
+    np.testing.assert_array_equal(np.asarray(d.q, np.float64), vals)
+    np.testing.assert_array_equal(got, want)
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=vals, scale=s, zero_point=0,
+               quant_dtype="float8e4m3fn", storage="computed")
+
+
+def test_int4_weight_in_int32_data(tmp_path):
+    """INT4 codes written with helper.make_tensor(list): packed pairs in int32_data."""
+    q = np.array([[-8, 7, 3], [2, -1, 0], [5, -5, 6]], np.int8)  # 9 codes: odd
+    t = listed("W_quantized", TP.INT4, [3, 3], q)
+    assert len(t.int32_data) == 5
+    s = F32(0.2)
+    want = ref_dq(q, 0, s)
+    W = (want + F32(0.01)).astype(F32)
+    fp, vp = _mm_pair(tmp_path, W, t, arr("W_scale", s), None, opset=21)
+    qt, d, got = read(vp, "W_quantized")
+    np.testing.assert_array_equal(got, want)
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=0, quant_dtype="int4")
