@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .histograms import CODE_BINS, MAX_EXTRA_BINS, Grid, code_histogram, value_histogram
-from .kernels import HIST_SIZE, fused_stats, plan, table_to_hist
+from .kernels import ACC, HIST_SIZE, fused_stats, plan, runs_supported, table_to_hist
 from .metrics import _levels_available, channel_metrics, fp32_stats, sqnr_db, tensor_metrics
 from .quant_tensor import Decoded, dequantize
 
@@ -30,6 +30,7 @@ class TensorStats:
     code_counts: np.ndarray
     channels: dict | None
     fp_done: bool = False
+    engine: str = "numpy"
 
 
 def measure_numpy(w: np.ndarray, d: Decoded, qrange, grid: Grid) -> TensorStats:
@@ -85,31 +86,38 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
     if p is None:
         return measure_numpy(w, d, qrange, grid)
     vshape, pstr, pblk, cstr, nch = p
+    nch = nch if d.channel_axes else 0
+    if not runs_supported(pstr, pblk, cstr, nch > 0):
+        return measure_numpy(w, d, qrange, grid)
     w3 = np.ascontiguousarray(w, dtype=np.float32).reshape(vshape)
     q3 = np.ascontiguousarray(d.q).reshape(vshape)
     scale = np.ascontiguousarray(d.scale, dtype=np.float32).reshape(-1)
     zp = np.ascontiguousarray(d.zero_point, dtype=np.int64).reshape(-1)
     half = np.abs(scale) * np.float32(0.5 * (1 + 1e-3)) + np.float32(1e-30)
-    use_table = levels <= CODE_BINS and scale.size * levels <= max(d.q.size, 1 << 16)
+    column_mode = pstr[2] != 0 and pblk[2] == 1
+    use_table = (not column_mode and levels <= CODE_BINS
+                 and scale.size * levels <= max(d.q.size, 1 << 16))
     table = np.zeros(scale.size * levels if use_table else 0, np.int64)
     dq_hist = np.zeros(HIST_SIZE, np.int64)
     code_hist = np.zeros(levels, np.int64)
-    nch = nch if d.channel_axes else 0
-    ch_acc = np.zeros((nch, 3), np.float64)
-    ch_mm = np.empty((nch, 4), np.float32)
-    ch_mm[:, 0::2], ch_mm[:, 1::2] = np.inf, -np.inf
+    ch_acc = np.zeros((ACC, nch), np.float64)
+    ch_acc[7, :] = ch_acc[9, :] = np.inf
+    ch_acc[8, :] = ch_acc[10, :] = -np.inf
+    ch_acc[11, :] = 2.0**62
+    ch_acc[12, :] = -(2.0**62)
     lo = int(qrange[0])
     do_fp = fp_hist is not None
-    n, ww, ee, dd, wd, max_err, dq_lo, dq_hi, q_lo, q_hi, clipped = fused_stats(
+    tot = fused_stats(
         w3, q3, scale, zp, half, np.array(pstr, np.int64), np.array(pblk, np.int64),
         np.array(cstr, np.int64), grid.origin, grid.inv, lo, levels, use_table, table,
-        fp_hist if do_fp else dq_hist, dq_hist, code_hist, ch_acc, ch_mm,
+        fp_hist if do_fp else dq_hist, dq_hist, code_hist, ch_acc,
         known is None or bool(known.get("fp32_nonfinite")), do_fp)
+    n, ww, ee, dd, wd, max_err, clipped = (float(x) for x in tot[:7])
+    dq_lo, dq_hi, q_lo, q_hi = tot[9], tot[10], tot[11], tot[12]
     if n == 0:
         if do_fp:
             fp_hist[:] = 0
-        st = measure_numpy(w, d, qrange, grid)
-        return st
+        return measure_numpy(w, d, qrange, grid)
     if use_table:
         dd, dq_lo, dq_hi, q_lo, q_hi = table_to_hist(table, scale, zp, levels, lo, grid.origin,
                                                      grid.inv, dq_hist, code_hist)
@@ -141,11 +149,11 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
         cr = cl + width
     channels = None
     if nch:
-        cnt, cww, cee = ch_acc[:, 0], ch_acc[:, 1], ch_acc[:, 2]
+        cnt, cww, cee = ch_acc[0], ch_acc[1], ch_acc[2]
         with np.errstate(divide="ignore", invalid="ignore"):
             sq = np.where(cee == 0, np.inf, 10 * np.log10(cww / cee))
             mse = np.where(cnt > 0, cee / np.maximum(cnt, 1), np.nan)
-        mm = ch_mm.astype(np.float64)
+        mm = ch_acc[[7, 8, 9, 10]].T.copy()
         mm[cnt == 0] = np.nan
         s_min, s_max = _per_channel_params(d.scale, d, nch)
         z_min, z_max = _per_channel_params(d.zero_point, d, nch)
@@ -155,6 +163,7 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
                     "zero_point_max": z_max, "mse": mse, "sqnr_db": sq}
     st = TensorStats(met, bins, dq_hist[k0:k1], cl, cr, cc, channels)
     st.fp_done = do_fp
+    st.engine = "kernel"
     return st
 
 

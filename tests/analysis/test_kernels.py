@@ -51,6 +51,7 @@ def test_kernel_equals_numpy(rng, layout, nonfinite):
     fp_hist = np.zeros(HIST_SIZE, np.int64)
     fast = measure(w, d, qrange, grid, known, fp_hist)
     ref = measure_numpy(w, d, qrange, grid)
+    assert fast.engine == "kernel" and ref.engine == "numpy"
     for k, v in ref.metrics.items():
         f = fast.metrics[k]
         if isinstance(v, float) and math.isnan(v):
