@@ -1,16 +1,61 @@
-"""Dash application factory; ``server`` is the WSGI entry point (placeholder page)."""
+"""Dash application factory; ``server`` is the WSGI entry point (``gunicorn dashapp.app:server``).
 
-from dash import Dash, html
+Settings come from the environment (see :mod:`dashapp.config`).  Theme CSS is served
+from ``dashapp/assets/`` (no CDN); dev tools are off unless ``QUANTLENS_DEBUG=1``.
+"""
 
-__all__ = ["create_app", "server"]
+from __future__ import annotations
+
+import logging
+
+from dash import Dash
+
+from . import callbacks
+from .config import Settings, settings_from_env
+from .layout import build_layout
+from .models import scan_models
+from .results import Results
+
+__all__ = ["create_app", "app", "server", "celery_app"]
+
+log = logging.getLogger(__name__)
 
 
-def create_app() -> Dash:
-    """Build the Dash app."""
-    app = Dash(__name__, title="QuantLens")
-    app.layout = html.Div([html.H1("QuantLens"), html.P("Dashboard under construction.")])
+def _background_manager(settings: Settings):
+    """Celery + Redis when ``REDIS_URL`` is set and celery is installed, else diskcache."""
+    from dash import CeleryManager, DiskcacheManager
+    if settings.redis_url:
+        try:
+            from celery import Celery
+        except ImportError:
+            log.warning("REDIS_URL is set but celery is not installed: background jobs run locally "
+                        "with diskcache")
+        else:
+            celery = Celery(__name__, broker=settings.redis_url, backend=settings.redis_url)
+            return CeleryManager(celery), celery
+    import diskcache
+    from analysis.cache import cache_dir
+    jobs = settings.jobs_dir or (cache_dir() / "dash-jobs")
+    return DiskcacheManager(diskcache.Cache(str(jobs))), None
+
+
+def create_app(model_dir=None) -> Dash:
+    """The QuantLens dashboard for the models in ``model_dir`` (default
+    ``$QUANTLENS_MODEL_DIR``, else the repository's ``data/``)."""
+    settings = settings_from_env(model_dir)
+    catalogue = scan_models(settings.model_dir)
+    log.info("%d models offered from %s", len(catalogue), settings.model_dir)
+    manager, celery = _background_manager(settings)
+    app = Dash(__name__, title="QuantLens", update_title=None, serve_locally=True,
+               background_callback_manager=manager, external_stylesheets=[])
+    app.layout = build_layout(catalogue)
+    app.quantlens_callbacks = callbacks.register_all(app, Results(catalogue), manager)
+    app.celery_app = celery
+    if settings.debug:
+        app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)
     return app
 
 
 app = create_app()
 server = app.server
+celery_app = app.celery_app  # for `celery -A dashapp.app:celery_app worker` when REDIS_URL is set

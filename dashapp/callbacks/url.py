@@ -1,0 +1,74 @@
+"""URL <-> controls: restore the view from the link on load, write it back on every change."""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, no_update
+
+from .. import ids
+from ..state import decode_url, encode_url, make_filters
+
+
+def register(app, results) -> dict:
+    """Attach this module's callbacks to ``app``; returns them by name (tests call them directly)."""
+    catalogue = results.catalogue
+
+    @app.callback(
+        Output(ids.REF_DROPDOWN, "value"), Output(ids.VARIANT_DROPDOWN, "value"),
+        Output(ids.TABS, "active_tab"), Output(ids.OP_FILTER, "value"), Output(ids.ROLE_FILTER, "value"),
+        Output(ids.VARIANT_FILTER, "value"), Output(ids.SEARCH_FILTER, "value"),
+        Output(ids.SQNR_FILTER, "value"), Output(ids.RESTORED_LAYER_STORE, "data"),
+        Input(ids.URL, "search"),
+    )
+    def restore_view_from_url(search):
+        s = decode_url(search)
+        ref = s["ref"]
+        variants = s["variants"]
+        if not ref:
+            guess = catalogue.reference_guess()
+            ref = guess.id if guess else None
+        if not variants:
+            variants = [e.id for e in catalogue.default_variants(catalogue.get(ref))]
+        return (ref, variants, s["tab"], s["ops"], s["roles"], s["filter_variants"], s["search"],
+                s["sqnr_below"], {"layer": s["layer"]})
+
+    @app.callback(
+        Output(ids.FILTER_STORE, "data"),
+        Input(ids.OP_FILTER, "value"), Input(ids.ROLE_FILTER, "value"), Input(ids.VARIANT_FILTER, "value"),
+        Input(ids.SEARCH_FILTER, "value"), Input(ids.SQNR_FILTER, "value"),
+    )
+    def update_filter_store(ops, roles, variants, search, sqnr):
+        return make_filters(ops, roles, variants, search, sqnr)
+
+    @app.callback(
+        Output(ids.OP_FILTER, "value", allow_duplicate=True),
+        Output(ids.ROLE_FILTER, "value", allow_duplicate=True),
+        Output(ids.VARIANT_FILTER, "value", allow_duplicate=True),
+        Output(ids.SEARCH_FILTER, "value", allow_duplicate=True),
+        Output(ids.SQNR_FILTER, "value", allow_duplicate=True),
+        Input(ids.RESET_FILTERS, "n_clicks"), prevent_initial_call=True,
+    )
+    def reset_filters(_):
+        return [], [], [], "", None
+
+    @app.callback(
+        Output(ids.URL_WRITER, "search"),
+        Input(ids.REF_DROPDOWN, "value"), Input(ids.VARIANT_DROPDOWN, "value"), Input(ids.TABS, "active_tab"),
+        Input(ids.FILTER_STORE, "data"), Input(ids.SELECTION_STORE, "data"),
+        State(ids.URL_WRITER, "search"), prevent_initial_call=True,
+    )
+    def write_view_to_url(ref, variants, tab, filters, selection, old):
+        if not ref:  # not restored from the URL yet
+            return no_update
+        f = filters or {}
+        new = encode_url(ref=ref, variants=variants or [], layer=(selection or {}).get("layer"), tab=tab,
+                         ops=f.get("ops") or (), roles=f.get("roles") or (),
+                         filter_variants=f.get("variants") or (), search=f.get("search") or "",
+                         sqnr_below=f.get("sqnr_below"))
+        return no_update if new == (old or "") else new
+
+    return {
+        "restore_view_from_url": restore_view_from_url,
+        "update_filter_store": update_filter_store,
+        "reset_filters": reset_filters,
+        "write_view_to_url": write_view_to_url,
+    }

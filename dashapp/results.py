@@ -1,0 +1,98 @@
+"""Analysis results for a (reference id, variant ids) choice.
+
+Ids are checked against the catalogue (unknown ids give a :class:`SelectionError` with a
+message for the user).  :func:`analysis.analyze` caches its tables on disk; on top of it
+a small bounded LRU keeps the last few loaded results in memory.  Those are read-only:
+callbacks only slice them through :mod:`analysis.views`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Callable, Sequence
+
+import analysis
+
+from .models import Catalogue, ModelEntry
+
+__all__ = ["SelectionError", "Results", "MAX_VARIANTS"]
+
+#: Most variants analysed side by side.
+MAX_VARIANTS = 8
+
+
+class SelectionError(ValueError):
+    """The model choice cannot be analysed; the message says why (shown to the user)."""
+
+
+class Results:
+    """Validated, memoized access to :func:`analysis.analyze` for one catalogue."""
+
+    def __init__(self, catalogue: Catalogue, max_entries: int = 4):
+        self.catalogue = catalogue
+        self._max = max_entries
+        self._lru: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()  # concurrent callbacks load one result once
+
+    def resolve(self, ref_id, variant_ids) -> tuple[ModelEntry, list[ModelEntry]]:
+        """Entries for the ids, or :class:`SelectionError`."""
+        if not ref_id:
+            raise SelectionError("Choose an FP32 reference model.")
+        ref = self.catalogue.get(ref_id)
+        if ref is None:
+            raise SelectionError("Unknown reference model id: the link may come from another server "
+                                 "or the model was removed. Pick a model from the list.")
+        if isinstance(variant_ids, str):
+            variant_ids = [variant_ids]
+        ids = [v for v in (variant_ids or []) if v != ref_id]
+        if not ids:
+            raise SelectionError("Choose at least one quantized variant to compare with the reference.")
+        if len(ids) > MAX_VARIANTS:
+            raise SelectionError(f"Choose at most {MAX_VARIANTS} variants at a time.")
+        out, seen = [], set()
+        for v in ids:
+            e = self.catalogue.get(v)
+            if e is None:
+                raise SelectionError("Unknown variant model id: pick the variants from the list.")
+            if e.error:
+                raise SelectionError(f"{e.name}: {e.error}.")
+            if e.id not in seen:
+                seen.add(e.id)
+                out.append(e)
+        if ref.error:
+            raise SelectionError(f"{ref.name}: {ref.error}.")
+        return ref, out
+
+    def run(self, ref_id, variant_ids,
+            progress: Callable[[int, int, str], None] | None = None) -> analysis.Analysis:
+        """Analyse (or load from the disk cache) and remember the result."""
+        ref, variants = self.resolve(ref_id, variant_ids)
+        key = self._key(ref, variants)
+        with self._load_lock:
+            with self._lock:
+                hit = self._lru.get(key)
+                if hit is not None:
+                    self._lru.move_to_end(key)
+                    return hit
+            result = analysis.analyze(ref.path, [v.path for v in variants],
+                                      labels=[v.label for v in variants], progress=progress)
+        with self._lock:
+            self._lru[key] = result
+            self._lru.move_to_end(key)
+            while len(self._lru) > self._max:
+                self._lru.popitem(last=False)
+        return result
+
+    def get(self, ref_id, variant_ids) -> analysis.Analysis:
+        """Same as :meth:`run` without progress (the views' entry point)."""
+        return self.run(ref_id, variant_ids)
+
+    @staticmethod
+    def _key(ref: ModelEntry, variants: Sequence[ModelEntry]) -> tuple:
+        def sig(e: ModelEntry):
+            st = os.stat(e.path)
+            return (e.id, st.st_size, st.st_mtime_ns)
+        return (sig(ref), tuple(sig(v) for v in variants))

@@ -1,0 +1,158 @@
+"""Page state as plain data: the URL query codec, the filter dict and the selection reducer.
+
+No Dash import: callbacks call these and tests call them directly.  Everything read from
+a URL or an event is validated here, so a hand-edited link cannot raise.
+"""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import parse_qs, urlencode
+
+from . import ids
+
+__all__ = ["EMPTY_SELECTION", "decode_url", "encode_url", "make_filters", "reduce_selection",
+           "points_keys"]
+
+EMPTY_SELECTION = {"layer": None, "layers": []}
+_MAX_LEN = 400          # longest value kept from the URL
+_MAX_ITEMS = 64         # most list items kept from the URL
+
+
+def _clean(s, max_len=_MAX_LEN) -> str | None:
+    if not isinstance(s, str):
+        return None
+    s = s.strip()
+    return s[:max_len] if s else None
+
+
+def _list(s: str | None) -> list[str]:
+    if not s:
+        return []
+    out = [p for p in (x.strip() for x in s.split(",")) if p]
+    return out[:_MAX_ITEMS]
+
+
+def _number(s) -> float | None:
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def decode_url(search: str | None) -> dict:
+    """View state from a query string (``?ref=..&v=..&layer=..&tab=..&op=..&role=..&var=..&q=..&sqnr=..``).
+
+    Returns
+    -------
+    dict
+        ``ref`` (id or None), ``variants`` (ids), ``layer``, ``tab`` (one of
+        :data:`dashapp.ids.TAB_IDS`), ``ops``, ``roles``, ``filter_variants`` (labels),
+        ``search``, ``sqnr_below`` (float or None).  Missing or malformed values come back
+        empty; nothing raises.
+    """
+    try:
+        q = parse_qs(str(search or "").lstrip("?"), keep_blank_values=False, max_num_fields=32)
+    except ValueError:  # too many fields: a hand-made link, not ours
+        q = {}
+
+    def one(k):
+        v = q.get(k)
+        return _clean(v[-1]) if v else None
+
+    tab = one("tab")
+    return {
+        "ref": one("ref"), "variants": _list(one("v")), "layer": one("layer"),
+        "tab": tab if tab in ids.TAB_IDS else ids.TAB_OVERVIEW,
+        "ops": _list(one("op")), "roles": _list(one("role")), "filter_variants": _list(one("var")),
+        "search": one("q") or "", "sqnr_below": _number(one("sqnr")),
+    }
+
+
+def encode_url(*, ref=None, variants=(), layer=None, tab=None, ops=(), roles=(), filter_variants=(),
+               search="", sqnr_below=None) -> str:
+    """Query string for the view (inverse of :func:`decode_url`; empty values left out)."""
+    pairs = []
+    if ref:
+        pairs.append(("ref", ref))
+    if variants:
+        pairs.append(("v", ",".join(variants)))
+    if layer:
+        pairs.append(("layer", layer))
+    if tab and tab != ids.TAB_OVERVIEW:
+        pairs.append(("tab", tab))
+    for k, vals in (("op", ops), ("role", roles), ("var", filter_variants)):
+        if vals:
+            pairs.append((k, ",".join(vals)))
+    if search and search.strip():
+        pairs.append(("q", search.strip()))
+    n = _number(sqnr_below)
+    if n is not None:
+        pairs.append(("sqnr", f"{n:g}"))
+    return ("?" + urlencode(pairs)) if pairs else ""
+
+
+def make_filters(ops=None, roles=None, filter_variants=None, search=None, sqnr_below=None) -> dict:
+    """The filter dict every view reads (keyword arguments of :func:`analysis.views.filter_layers`)."""
+    def strs(v):
+        return [str(x) for x in (v or []) if isinstance(x, (str, int, float))][:_MAX_ITEMS]
+    return {"ops": strs(ops), "roles": strs(roles), "variants": strs(filter_variants),
+            "search": (_clean(search) or "") if isinstance(search, str) else "",
+            "sqnr_below": _number(sqnr_below)}
+
+
+def points_keys(event) -> list[str]:
+    """Layer keys (``customdata[0]``) of the points in a plotly click/selection event."""
+    if not isinstance(event, dict):
+        return []
+    keys = []
+    for p in event.get("points") or []:
+        cd = p.get("customdata") if isinstance(p, dict) else None
+        k = cd[0] if isinstance(cd, list) and cd else cd if isinstance(cd, str) else None
+        if isinstance(k, str) and k and k not in keys:
+            keys.append(k)
+    return keys
+
+
+def reduce_selection(current: dict | None, source: str, payload=None) -> dict:
+    """Next selection after an event.
+
+    Parameters
+    ----------
+    current : dict
+        ``{"layer": key | None, "layers": [keys]}``.
+    source : str
+        ``"click"`` (payload: plotly clickData), ``"select"`` (selectedData; ``None``
+        clears), ``"table"`` (payload: ``(active_cell, page_rows)``), ``"key"`` (payload: a
+        layer key, e.g. from the URL or a "show" button), ``"clear"``.
+
+    Returns
+    -------
+    dict
+        The new selection (a new dict).
+    """
+    cur = {"layer": None, "layers": []}
+    if isinstance(current, dict):
+        cur["layer"] = current.get("layer") if isinstance(current.get("layer"), str) else None
+        cur["layers"] = [k for k in (current.get("layers") or []) if isinstance(k, str)]
+    if source == "click":
+        keys = points_keys(payload)
+        if keys:
+            cur["layer"] = keys[0]
+    elif source == "select":
+        cur["layers"] = points_keys(payload)
+    elif source == "table":
+        cell, rows = payload if isinstance(payload, (list, tuple)) and len(payload) == 2 else (None, None)
+        if isinstance(cell, dict) and isinstance(rows, list):
+            i = cell.get("row")
+            if isinstance(i, int) and 0 <= i < len(rows) and isinstance(rows[i], dict):
+                k = rows[i].get("fp32_name")
+                if isinstance(k, str) and k:
+                    cur["layer"] = k
+    elif source == "key":
+        if isinstance(payload, str) and payload:
+            cur["layer"] = payload[:_MAX_LEN]
+    elif source == "clear":
+        cur = {"layer": None, "layers": []}
+    return cur

@@ -1,0 +1,214 @@
+"""Callbacks called as plain functions on the tiny models (no browser, no server)."""
+
+import json
+from contextvars import copy_context
+
+import pytest
+from dash import Dash, no_update
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+
+from dashapp import ids
+from dashapp.callbacks import distributions, exports, jobs, layers, overview, selection, url
+from dashapp.models import scan_models
+from dashapp.results import Results
+
+
+class _Manager:
+    """Stands in for the background manager: the job function is called directly here."""
+
+
+@pytest.fixture
+def cat(tiny_dir):
+    return scan_models(tiny_dir)
+
+
+@pytest.fixture
+def by(cat):
+    return {e.name: e.id for e in cat.entries}
+
+
+@pytest.fixture
+def cbs(cat):
+    """Every callback of the page, registered on a throwaway app for the tiny catalogue."""
+    from dash import DiskcacheManager
+    import diskcache
+    import tempfile
+    results = Results(cat)
+    app = Dash(__name__)
+    manager = DiskcacheManager(diskcache.Cache(tempfile.mkdtemp()))
+    out = {}
+    out.update(url.register(app, results))
+    out.update(jobs.register(app, results, manager))
+    for mod in (selection, overview, layers, distributions, exports):
+        out.update(mod.register(app, results))
+    return out
+
+
+def in_context(fn, *args, triggered=(), **kwargs):
+    """Run a callback with ``ctx.triggered`` set as Dash sets it."""
+    def run():
+        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": p, "value": v} for p, v in triggered],
+                                        inputs_list=[], states_list=[], outputs_list=[]))
+        return fn(*args, **kwargs)
+    return copy_context().run(run)
+
+
+@pytest.fixture
+def store(cbs, by):
+    """The analysis store after the job ran for fp32 vs good, coarse, partial."""
+    progress = []
+    data, status = cbs["run_analysis"](progress.append, by["fp32.onnx"],
+                                       [by["good.onnx"], by["coarse.onnx"], by["partial.onnx"]])
+    assert data["error"] is None and "3 variant(s)" in status
+    assert progress and progress[-1][0] == 100
+    return data
+
+
+FILTERS = {"ops": [], "roles": [], "variants": [], "search": "", "sqnr_below": None}
+
+
+def test_restore_defaults_and_from_url(cbs, cat, by):
+    out = cbs["restore_view_from_url"]("")
+    assert out[0] == by["fp32.onnx"]
+    assert out[1] == [by[n] for n in ("coarse.onnx", "good.onnx", "other.onnx", "partial.onnx")]
+    assert out[2] == ids.TAB_OVERVIEW and out[-1] == {"layer": None}
+    q = f"?ref={by['fp32.onnx']}&v={by['good.onnx']}&layer=fc2.weight&tab=layers&role=weight&sqnr=30"
+    out = cbs["restore_view_from_url"](q)
+    assert out == (by["fp32.onnx"], [by["good.onnx"]], "layers", [], ["weight"], [], "", 30.0,
+                   {"layer": "fc2.weight"})
+
+
+def test_write_url_round_trips_with_restore(cbs, by):
+    sel = {"layer": "fc1.bias", "layers": []}
+    f = dict(FILTERS, ops=["Gemm"], search="fc")
+    q = cbs["write_view_to_url"](by["fp32.onnx"], [by["good.onnx"]], "distributions", f, sel, "")
+    out = cbs["restore_view_from_url"](q)
+    assert out[:3] == (by["fp32.onnx"], [by["good.onnx"]], "distributions")
+    assert out[3] == ["Gemm"] and out[6] == "fc" and out[-1] == {"layer": "fc1.bias"}
+    assert cbs["write_view_to_url"](None, [], "overview", f, sel, "") is no_update
+    assert cbs["write_view_to_url"](by["fp32.onnx"], [by["good.onnx"]], "distributions", f, sel, q) is no_update
+
+
+def test_job_reports_unknown_ids_without_raising(cbs, by):
+    data, status = cbs["run_analysis"](lambda p: None, "0000deadbeef", [by["good.onnx"]])
+    assert "Unknown reference" in data["error"] and status == ""
+    data, _ = cbs["run_analysis"](lambda p: None, by["fp32.onnx"], ["../../etc/passwd"])
+    assert "Unknown variant" in data["error"]
+    badges, alert = cbs["update_model_status"](data)
+    assert badges is None and "Unknown variant" in str(alert.children)
+
+
+def test_model_status_warns_about_an_unrelated_variant(cbs, by):
+    data, _ = cbs["run_analysis"](lambda p: None, by["fp32.onnx"], [by["good.onnx"], by["other.onnx"]])
+    badges, _alert = cbs["update_model_status"](data)
+    text = [str(b) for b in badges]
+    assert "5/5 matched" in text[0]
+    assert "not a quantization" in text[1]
+
+
+def test_views_for_a_bad_store_show_empty_states(cbs):
+    bad = {"ref": "nope", "variants": [], "error": "x"}
+    fig, style = cbs["update_range_chart"](bad, FILTERS, None)
+    assert "Choose" in fig.layout.annotations[0].text
+    data, count, page, styles, info = in_context(cbs["update_layer_table"], bad, FILTERS, None, 0, [], "", 15)
+    assert data == [] and count == 1
+
+
+def test_range_and_sqnr_charts_follow_filters_and_selection(cbs, store):
+    f = dict(FILTERS, roles=["weight"], variants=["coarse"])
+    fig, style = cbs["update_range_chart"](store, f, {"layer": "fc2.weight", "layers": []})
+    assert [t.name for t in fig.data] == ["FP32 (FP32)", "coarse (quantized)"]
+    assert list(fig.data[0].y) == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert style["height"] == f"{fig.layout.height}px" and len(fig.layout.shapes) == 1
+    sq = cbs["update_sqnr_chart"](store, dict(FILTERS, sqnr_below=20), None)
+    assert [t.name for t in sq.data] == ["coarse"] and list(sq.data[0].x) == ["fc2.weight"]
+
+
+def test_summary_and_next_steps(cbs, store):
+    cards, steps = cbs["update_summary"](store, FILTERS)
+    assert len(cards.children) == 4            # reference + 3 variants
+    assert "fc2.weight" in str(steps)
+
+
+def test_selection_hub_sources(cbs):
+    hub = cbs["update_selection"]
+    cur = {"layer": None, "layers": []}
+    click = {"points": [{"customdata": ["fc2.weight", "", ""]}]}
+    args = [None] * 8 + [[], cur]
+
+    def call(prop, value, at=None):
+        a = list(args)
+        for i, v in (at or {}).items():
+            a[i] = v
+        return in_context(hub, *a, triggered=[(prop, value)])
+
+    assert call(f"{ids.RANGE_CHART}.clickData", click) == {"layer": "fc2.weight", "layers": []}
+    box = {"points": [{"customdata": ["fc1.weight"]}, {"customdata": ["fc3.bias"]}]}
+    assert call(f"{ids.SQNR_CHART}.selectedData", box)["layers"] == ["fc1.weight", "fc3.bias"]
+    rows = [{"fp32_name": "a"}, {"fp32_name": "fc3.weight"}]
+    assert call(f"{ids.LAYER_TABLE}.active_cell", {"row": 1, "column": 2}, at={4: {"row": 1, "column": 2}, 8: rows}
+                )["layer"] == "fc3.weight"
+    step = json.dumps({"index": "fc1.bias", "type": "next-step-button"}, separators=(",", ":"))
+    assert call(f"{step}.n_clicks", 1)["layer"] == "fc1.bias"
+    assert call(f"{step}.n_clicks", None) is no_update
+    assert call(f"{ids.RESTORED_LAYER_STORE}.data", {"layer": "fc3.bias"}, at={7: {"layer": "fc3.bias"}}
+                )["layer"] == "fc3.bias"
+    a = list(args)
+    a[9] = {"layer": "x", "layers": ["y"]}
+    assert in_context(hub, *a, triggered=[(f"{ids.CLEAR_SELECTION}.n_clicks", 1)]) == {"layer": None, "layers": []}
+
+
+def test_table_filters_pages_and_follows_the_selection(cbs, store):
+    sel = {"layer": "fc3.bias", "layers": []}
+    data, count, page, styles, info = in_context(
+        cbs["update_layer_table"], store, FILTERS, sel, 0, [], "", 4,
+        triggered=[(f"{ids.SELECTION_STORE}.data", sel)])
+    assert count == 4 and any(r["fp32_name"] == "fc3.bias" for r in data)   # 15 rows, 4 a page
+    box = {"layer": None, "layers": ["fc2.weight"]}
+    data, count, page, styles, info = in_context(
+        cbs["update_layer_table"], store, FILTERS, box, 0, [], "{sqnr_db} < 20", 15,
+        triggered=[(f"{ids.LAYER_TABLE}.filter_query", "")])
+    assert [(r["variant"], r["fp32_name"]) for r in data] == [("coarse", "fc2.weight")]
+    assert "box-selected" in str(info)
+
+
+def test_callout_says_why_a_layer_has_no_parameters(cbs, store):
+    alert = cbs["update_layer_callout"](store, {"layer": "fc2.weight", "layers": []}, FILTERS)
+    text = str(alert)
+    assert "partial" in text and "left in float" in text
+    assert cbs["update_layer_callout"](store, {"layer": "fc1.weight", "layers": []}, FILTERS) is None
+
+
+def test_distributions_for_the_selected_layer(cbs, store):
+    title, value, limits, code, chan = cbs["update_distributions"](store, FILTERS, {"layer": "fc1.weight"}, True)
+    assert "fc1.weight" in str(title)
+    assert {t.name for t in value.data} >= {"FP32", "good (dequantized)", "coarse (dequantized)"}
+    assert value.layout.yaxis.type == "log"
+    assert "widest channel grid" in str(limits)
+    assert any(t.name == "coarse scale" for t in chan.data)
+    empty = cbs["update_distributions"](store, FILTERS, None, False)
+    assert "Click a layer" in str(empty[0])
+
+
+def test_exports(cbs, store):
+    out = in_context(cbs["download_table"], 1, None, store, dict(FILTERS, variants=["coarse"]), None,
+                     "{sqnr_db} < 45", [], triggered=[(f"{ids.EXPORT_CSV}.n_clicks", 1)])
+    assert out["filename"] == "quantlens-layers.csv"
+    lines = out["content"].strip().splitlines()
+    assert lines[0].startswith("variant,fp32_name,layer") and len(lines) == 1 + 1   # only coarse fc2.weight
+    out = in_context(cbs["download_table"], None, 1, store, FILTERS, None, "", [],
+                     triggered=[(f"{ids.EXPORT_JSON}.n_clicks", 1)])
+    assert out["filename"].endswith(".json") and len(json.loads(out["content"])) == 15
+    ex = cbs["download_nodes_to_exclude"](1, 20, store, FILTERS)
+    assert json.loads(ex["content"]) == ["fc2"] and "20dB" in ex["filename"]
+    assert cbs["download_nodes_to_exclude"](1, None, store, FILTERS) is no_update
+
+
+def test_filter_options_and_reset(cbs, store):
+    ops, roles, variants = cbs["update_filter_options"](store)
+    assert ops == ["Add", "Gemm", "MatMul"] and roles == ["weight", "bias"]
+    assert variants == ["good", "coarse", "partial"]
+    assert cbs["reset_filters"](1) == ([], [], [], "", None)
+    assert cbs["update_filter_store"](["Conv"], None, None, "x", "12") == dict(FILTERS, ops=["Conv"], search="x",
+                                                                             sqnr_below=12.0)
