@@ -53,7 +53,7 @@ _MATMUL_OPS = {"MatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits", "Dynam
                "MatMulIntegerToFloat"}
 
 
-def _stored_transposed(qt: QuantTensor, fw: FloatWeight, fp32: ModelGraph) -> bool:
+def _stored_transposed(qt: QuantTensor, fw: FloatWeight, idx: dict) -> bool:
     """A 2-D weight the quantizer stored as the transpose of the FP32 one.
 
     ONNX Runtime rewrites ``Gemm(transB=1)`` into a MatMul over ``Bᵀ`` (dynamic
@@ -67,7 +67,6 @@ def _stored_transposed(qt: QuantTensor, fw: FloatWeight, fp32: ModelGraph) -> bo
         return True
     if qt.shape[0] != qt.shape[1] or not (set(qt.consumer_ops) & _MATMUL_OPS):
         return False
-    idx = {fp32.node_name(i): n for i, n in enumerate(fp32.nodes)}
     for nm, slot in fw.slots:
         n = idx.get(nm)
         if n is not None and n.op_type == "Gemm" and slot == 1 and node_attr(n, "transB", 0):
@@ -97,6 +96,7 @@ def match_variant(qts: list[QuantTensor], fp32: ModelGraph,
     for fw in weights.values():
         for nm, s in fw.slots:
             by_slot.setdefault((nm, s), fw.name)
+    idx = {fp32.node_name(i): n for i, n in enumerate(fp32.nodes)}
     out: list[Match] = []
     pending: list[int] = []
     for qt in qts:
@@ -104,7 +104,7 @@ def match_variant(qts: list[QuantTensor], fp32: ModelGraph,
         for cand, _transposed in qt.name_candidates + [(nm, False) for ref in qt.node_refs
                                                        if (nm := by_slot.get(ref))]:
             fw = weights.get(cand)
-            if fw is not None and _stored_transposed(qt, fw, fp32):
+            if fw is not None and _stored_transposed(qt, fw, idx):
                 qt = _transposed_copy(qt)
                 break
         for cand, _transposed in qt.name_candidates:

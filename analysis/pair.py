@@ -9,6 +9,8 @@ a time.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -79,6 +81,12 @@ class _Tables:
                           np.arange(n) if bins is None else np.asarray(bins),
                           np.asarray(left, np.float64), np.asarray(right, np.float64),
                           np.asarray(counts, np.int64)))
+
+    def merge(self, other: "_Tables") -> None:
+        """Append another part's rows, histograms and channels (in order)."""
+        self.rows.extend(other.rows)
+        self.hist.extend(other.hist)
+        self.channels.extend(other.channels)
 
     def add_channels(self, fp32_name, qname, ch: dict):
         self.channels.append((fp32_name, qname, ch))
@@ -244,41 +252,59 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
         by_fp32.setdefault(m.fp32_name, []).append(m)
     tab = _Tables(label)
     total = len(weights) + len(by_fp32.get(None, []))
-    done = 0
-    for fw in weights.values():
+
+    def one_weight(fw: FloatWeight) -> tuple[_Tables, list]:
+        """Rows of one FP32 weight: read it once, measure every tensor matched to it."""
+        part, probs = _Tables(label), []
         try:
             w = np.asarray(fp32.array(fw.name), np.float32)
         except QuantLensError as e:
-            problems.append(f"FP32 weight '{fw.name}': {e}")
+            probs.append(f"FP32 weight '{fw.name}': {e}")
             w = None
         stats, grid = _fp32_range(w)
         ms = by_fp32.get(fw.name, [])
         if not ms:
-            _float_row(tab, fw, variant, vweights, stats)
+            _float_row(part, fw, variant, vweights, stats)
         fp_hist = np.zeros(HIST_SIZE, np.int64)
         fp_done = w is None
         for m in ms:
             if w is None:
                 continue
             try:
-                fp_done |= _quant_row(tab, variant, fw, m, w, grid, stats,
+                fp_done |= _quant_row(part, variant, fw, m, w, grid, stats,
                                       None if fp_done else fp_hist)
             except QuantLensError as e:
-                problems.append(f"'{m.qt.name}': {e}")
+                probs.append(f"'{m.qt.name}': {e}")
         if not fp_done:
             fp32_hist(np.ascontiguousarray(w, np.float32).reshape(-1), grid.origin, grid.inv, fp_hist)
         if w is not None:
-            _add_fp32_hist(tab, fw.name, grid, fp_hist)
-        done += 1
-        if progress:
-            progress(done, total)
-    for m in by_fp32.get(None, []):
+            _add_fp32_hist(part, fw.name, grid, fp_hist)
+        return part, probs
+
+    def one_orphan(m: Match) -> tuple[_Tables, list]:
+        part = _Tables(label)
         try:
-            _quant_row(tab, variant, None, m, None, None)
+            _quant_row(part, variant, None, m, None, None)
         except QuantLensError as e:
-            problems.append(f"'{m.qt.name}': {e}")
-        done += 1
-        if progress:
-            progress(done, total)
+            return part, [f"'{m.qt.name}': {e}"]
+        return part, []
+
+    jobs = [(one_weight, fw) for fw in weights.values()] + [(one_orphan, m) for m in by_fp32.get(None, [])]
+    # The kernels release the GIL: tensors are measured on several cores, results kept in order.
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        for done, (part, probs) in enumerate(pool.map(lambda j: j[0](j[1]), jobs), 1):
+            tab.merge(part)
+            problems.extend(probs)
+            if progress:
+                progress(done, total)
     layers, channels, hist = tab.frames()
     return PairResult(layers, channels, hist, problems)
+
+
+def _threads() -> int:
+    """Worker threads per analysis: ``QUANTLENS_THREADS``, default the number of CPUs (max 4)."""
+    try:
+        n = int(os.environ.get("QUANTLENS_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return n if n > 0 else min(4, os.cpu_count() or 1)
