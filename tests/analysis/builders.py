@@ -268,3 +268,61 @@ def assert_row(row, *, w, dq, q, scale, zero_point, rel=1e-9, **exact):
 def _isna(x):
     import pandas as pd
     return bool(pd.isna(x))
+
+
+# ------------------------------------------------------ onnxruntime reference
+_ORT_OPS = ("DequantizeLinear", "MatMulNBits", "GatherBlockQuantized")
+
+
+def ort_dequant(path, qname) -> np.ndarray:
+    """The dequantized tensor as onnxruntime computes it (no QuantLens code involved).
+
+    Cuts the node that reads ``qname`` out of the model at ``path``: a
+    DequantizeLinear (with its QuantizeLinear for a Q->DQ pair on a float weight) is
+    run as is (with the Transpose that may follow it); MatMulNBits gets the identity
+    matrix as A (so it returns the [K, N] weight); GatherBlockQuantized gathers every
+    index of its gather axis.
+    """
+    import onnxruntime as ort
+
+    m = onnx.load(str(path))
+    consts = {t.name: t for t in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "Constant":
+            t = onnx.TensorProto()
+            t.CopyFrom(n.attribute[0].t)
+            t.name = n.output[0]
+            consts[t.name] = t
+    nodes = list(m.graph.node)
+    first = [n for n in nodes if qname in n.input and n.op_type in _ORT_OPS + ("QuantizeLinear",)]
+    assert first, f"no DequantizeLinear / MatMulNBits / GatherBlockQuantized reads {qname}"
+    keep, feeds, inputs = first[:1], {}, []
+    if keep[0].op_type == "QuantizeLinear":
+        keep.append(next(n for n in nodes if keep[0].output[0] in n.input and n.op_type == "DequantizeLinear"))
+    last = keep[-1]
+    out = last.output[0]
+    if last.op_type == "DequantizeLinear":
+        tr = [n for n in nodes if out in n.input and n.op_type == "Transpose"]
+        if tr:
+            keep.append(tr[0])
+            out = tr[0].output[0]
+    if last.op_type == "MatMulNBits":
+        K = next(a.i for a in last.attribute if a.name == "K")
+        feeds[last.input[0]] = np.eye(K, dtype=np.float32)
+        inputs.append(helper.make_tensor_value_info(last.input[0], TP.FLOAT, [K, K]))
+    elif last.op_type == "GatherBlockQuantized":
+        ax = next((a.i for a in last.attribute if a.name == "gather_axis"), 0)
+        feeds[last.input[1]] = np.arange(consts[qname].dims[ax], dtype=np.int64)
+        inputs.append(helper.make_tensor_value_info(last.input[1], TP.INT64, None))
+    used = {i for n in keep for i in n.input if i and i in consts}
+    # DequantizeLinear returns the scale's float type (FLOAT16 for an FP16 model)
+    dqn = next((n for n in keep if n.op_type == "DequantizeLinear"), None)
+    otype = consts[dqn.input[1]].data_type if dqn is not None else TP.FLOAT
+    g = helper.make_graph(keep, "ref", inputs, [helper.make_tensor_value_info(out, otype, None)],
+                          initializer=[consts[k] for k in sorted(used)])
+    sub = helper.make_model(g, opset_imports=list(m.opset_import))
+    sub.ir_version = m.ir_version
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(sub.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run([out], feeds)[0].astype(np.float32)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto as TP
 
-from builders import analyze_rows, arr, assert_row, fp32_single, listed, qdq_single, read, ref_dq, row_of
+from builders import (
+    analyze_rows, arr, assert_row, fp32_single, listed, ort_dequant, qdq_single, read, ref_dq, row_of,
+)
 
 F32 = np.float32
 
@@ -55,6 +57,7 @@ def test_zero_and_negative_scales_flagged(tmp_path):
                    dq_attrs={"axis": 1})
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     r = row_of(analyze_rows(fp, vp), "W")
     assert_row(r, w=W, dq=want, q=q, scale=s, zero_point=np.zeros(4), scale_zero=2, scale_negative=1,
                scale_nonfinite=0)
@@ -117,6 +120,7 @@ def test_clipped_frac_exact(tmp_path, granularity):
     fp, vp = _pair(tmp_path, W, arr("W_quantized", q), s_init, z_init, dq_attrs=attrs)
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     r = row_of(analyze_rows(fp, vp), "W")
     assert_row(r, w=W, dq=want, q=q, scale=sc, zero_point=np.zeros(np.size(sc)), granularity=granularity)
     assert r["clipped_frac"] == pytest.approx(3 / 12)

@@ -204,3 +204,24 @@ def test_quantized_gather_table(tmp_path, by_name):
     assert (qt.role, qt.quant_op, qt.granularity) == ("gather_table", "Gather", "per_tensor")
     assert_row(row_of(analyze_rows(fp, vp), "E"), w=E, dq=want, q=q, scale=s, zero_point=z, role="gather_table",
                quant_dtype="uint8")
+
+
+@pytest.mark.parametrize("op", ["DynamicQuantizeMatMul", "MatMulIntegerToFloat"])
+def test_fused_dynamic_matmul_forms(tmp_path, op):
+    """Forms onnxruntime's optimizer writes after dynamic quantization: the weight
+    scale is an input again (per column)."""
+    q, s, z, want, W = _matmul_weight(34)
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W)]), tmp_path / "f.onnx")
+    if op == "DynamicQuantizeMatMul":  # (A, B, b_scale, b_zero_point, bias)
+        n = node(op, ["X", "W_quantized", "W_scale", "W_zero_point"], ["Y"], "mm_quant", domain=MS)
+        extra = []
+    else:  # (A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+        n = node(op, ["Xq", "W_quantized", "a_s", "W_scale", "a_z", "W_zero_point"], ["Y"], "mm_quant", domain=MS)
+        extra = [arr("a_s", F32(0.1)), arr("a_z", np.uint8(128))]
+    v = make_model([n], [arr("W_quantized", q), arr("W_scale", s), arr("W_zero_point", z)] + extra, ms=1,
+                   inputs={"Xq": (TP.UINT8, None)} if op != "DynamicQuantizeMatMul" else None)
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "W_quantized")
+    np.testing.assert_array_equal(got, want)
+    assert (qt.quant_op, qt.granularity, qt.axis) == (op, "per_channel", 1)
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z, quant_op=op)

@@ -6,7 +6,8 @@ import pytest
 from onnx import TensorProto as TP
 
 from builders import (
-    MS, analyze_rows, arr, assert_row, dq, listed, make_model, node, quant_tensors, read, ref_dq, row_of, save,
+    analyze_rows, arr, assert_row, dq, listed, make_model, MS, node, ort_dequant, quant_tensors, read, ref_dq,
+    row_of, save,
 )
 
 F32 = np.float32
@@ -79,6 +80,8 @@ def test_match_by_node_with_quantizer_suffix(tmp_path, op):
     vp = save(v, tmp_path / "v.onnx")
     qt, d, got = read(vp, qname)
     np.testing.assert_array_equal(got, want)
+    if op == "MatMulNBits":
+        np.testing.assert_array_equal(ort_dequant(vp, qname), want)  # onnxruntime agrees
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=zp, match_method="node",
                quant_tensor=qname)
 
@@ -209,6 +212,7 @@ def test_roles(tmp_path):
     for k, role in roles.items():
         assert qts[f"{k}_quantized"].role == role, k
         np.testing.assert_array_equal(read(vp, f"{k}_quantized")[2], want[k])
+        np.testing.assert_array_equal(ort_dequant(vp, f"{k}_quantized"), want[k])
         r = row_of(a, k)
         assert r["role"] == role and r["status"] == "quantized" and r["match_method"] == "name", k
     assert row_of(a, "K2")["status"] == "left_in_float"

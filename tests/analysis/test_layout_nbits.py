@@ -11,7 +11,8 @@ import pytest
 from onnx import TensorProto as TP
 
 from builders import (
-    MS, analyze_rows, arr, assert_row, dq, int4_tensor, make_model, node, read, ref_dq, row_of, save,
+    analyze_rows, arr, assert_row, dq, int4_tensor, make_model, MS, node, ort_dequant, read, ref_dq, row_of,
+    save,
 )
 
 F32 = np.float32
@@ -100,6 +101,7 @@ def test_matmulnbits(tmp_path, K, N, bits, bs, sym, flat):
     qt, d, got = read(vp, f"W_Q{bits}")
     assert qt.shape == (K, N) and got.shape == (K, N)
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, f"W_Q{bits}"), want)  # onnxruntime agrees
     np.testing.assert_array_equal(np.asarray(d.q, np.int64), q)
     assert (qt.quant_op, qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("MatMulNBits", "blockwise", 0, bs, N * nb)
     assert qt.dtype == f"uint{bits}"
@@ -129,6 +131,7 @@ def test_matmulnbits_qdq_flavour(tmp_path):
     vp = save(v, tmp_path / "v.onnx")
     qt, d, got = read(vp, "W_DQ_Q4")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_DQ_Q4"), want)  # onnxruntime agrees
     assert (qt.dtype, qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("uint4", "blockwise", 0, bs, nb * N)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z, match_method="name",
                granularity="blockwise", block_size=bs)
@@ -150,6 +153,7 @@ def test_matmulnbits_qdq_channel_wise_transposed(tmp_path):
     qt, d, got = read(vp, "W_DQ_Q4")
     assert qt.shape == (K, N)
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_DQ_Q4"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.block_size) == ("blockwise", 0, K)
     assert qt.consumers == ["mm_matmul_Q4"]
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q_nk, scale=s, zero_point=np.zeros(N),
@@ -179,6 +183,7 @@ def test_gather_block_quantized(tmp_path, signed):
     vp = save(v, tmp_path / "v.onnx")
     qt, d, got = read(vp, "E_Q4")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "E_Q4"), want)  # onnxruntime agrees
     assert (qt.role, qt.quant_op, qt.granularity, qt.axis, qt.block_size, qt.n_scales) == (
         "gather_table", "GatherBlockQuantized", "blockwise", 1, bs, V * nb)
     assert_row(row_of(analyze_rows(fp, vp), "E"), w=E, dq=want, q=q, scale=s,

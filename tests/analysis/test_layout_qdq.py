@@ -12,8 +12,8 @@ import pytest
 from onnx import TensorProto as TP
 
 from builders import (
-    analyze_rows, arr, assert_row, e4m3fn_value, float8_tensor, fp32_single, int4_tensor, listed,
-    make_model, node, pack_nibbles, qdq_single, read, ref_dq, row_of, save, dq,
+    analyze_rows, arr, assert_row, dq, e4m3fn_value, float8_tensor, fp32_single, int4_tensor, listed,
+    make_model, metrics64, node, ort_dequant, pack_nibbles, qdq_single, read, ref_dq, row_of, save,
 )
 
 F32 = np.float32
@@ -42,6 +42,8 @@ def test_per_tensor_int8(tmp_path):
 
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert got.dtype == np.float32
     assert (qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("per_tensor", None, None, 1)
     assert (qt.dtype, qt.shape, qt.role, qt.quant_op) == ("int8", (4, 3), "weight", "DequantizeLinear")
@@ -75,6 +77,7 @@ def test_per_tensor_uint8_nonzero_zero_point_no_wraparound(tmp_path):
     assert want[0, 0] == F32(-200) * s and want[1, 1] == F32(55) * s  # hand check of the formula
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert int(d.zero_point) == 200
 
     r = row_of(analyze_rows(fp, vp), "W")
@@ -101,6 +104,7 @@ def test_per_channel_axis0_conv(tmp_path):
     want = ref_dq(q, z.reshape(3, 1, 1, 1), s.reshape(3, 1, 1, 1))
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("per_channel", 0, None, 3)
     a = analyze_rows(fp, vp)
     assert_row(row_of(a, "W"), w=W, dq=want, q=q, scale=s, zero_point=z, granularity="per_channel",
@@ -130,6 +134,7 @@ def test_per_channel_matmul_axes(tmp_path, axis_attr, axis):
     want = ref_dq(q, z.reshape(view), s.reshape(view))
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.n_scales) == ("per_channel", axis, n)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z,
                granularity="per_channel", axis=axis, n_scales=n)
@@ -144,6 +149,7 @@ def test_per_channel_default_axis_is_1(tmp_path):
     want = ref_dq(q, 0, s.reshape(1, 3))
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.n_scales) == ("per_channel", 1, 3)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=np.zeros(3),
                granularity="per_channel", axis=1)
@@ -160,6 +166,7 @@ def test_one_element_scale_with_axis_is_per_channel(tmp_path):
     want = ref_dq(q, 0, s.reshape(1, 1, 1, 1))
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.n_scales) == ("per_channel", 1, 1)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=0,
                granularity="per_channel", axis=1, n_scales=1)
@@ -174,6 +181,7 @@ def test_one_element_scale_without_axis_is_per_tensor(tmp_path):
     want = ref_dq(q, 2, s)
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.n_scales) == ("per_tensor", None, 1)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z,
                granularity="per_tensor", per_channel=False)
@@ -195,6 +203,7 @@ def test_blockwise_partial_last_block_axis0(tmp_path):
                       opset=21, dq_attrs={"axis": 0, "block_size": 4})
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("blockwise", 0, 4, 12)
     a = analyze_rows(fp, vp)
     assert_row(row_of(a, "W"), w=W, dq=want, q=q, scale=s, zero_point=z, granularity="blockwise",
@@ -218,6 +227,7 @@ def test_blockwise_axis1_uint8(tmp_path):
                       opset=21, dq_attrs={"axis": 1, "block_size": 4})
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("blockwise", 1, 4, 9)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z,
                granularity="blockwise", axis=1, block_size=4)
@@ -232,6 +242,7 @@ def test_int16_per_tensor(tmp_path):
     want = ref_dq(q, 0, s)
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert qt.dtype == "int16" and qt.granularity == "per_tensor"
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=0,
                quant_dtype="int16", levels_available=65536, q_min=-32768.0, q_max=32767.0)
@@ -247,6 +258,7 @@ def test_uint16_per_channel_zero_point_in_int32_data(tmp_path):
                       listed("W_zero_point", TP.UINT16, [3], z), opset=21, dq_attrs={"axis": 1})
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert qt.dtype == "uint16" and (qt.granularity, qt.axis) == ("per_channel", 1)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z,
                quant_dtype="uint16", zp_out_of_range=False)
@@ -274,6 +286,7 @@ def test_int4_per_channel_odd_count(tmp_path):
                       opset=21, dq_attrs={"axis": 0})
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     np.testing.assert_array_equal(d.q, q)
     assert (qt.dtype, qt.granularity, qt.axis, qt.n_scales) == ("int4", "per_channel", 0, 3)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z,
@@ -290,6 +303,7 @@ def test_uint4_per_tensor_odd_count_zero_point_in_int32_data(tmp_path):
     fp, vp = _mm_pair(tmp_path, W, int4_tensor("W_quantized", q, signed=False), arr("W_scale", s), zt, opset=21)
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.dtype, qt.granularity) == ("uint4", "per_tensor")
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z,
                quant_dtype="uint4", levels_used=15, levels_available=16, q_min=0.0, q_max=15.0)
@@ -306,6 +320,7 @@ def test_int4_blockwise_partial_block(tmp_path):
                       opset=21, dq_attrs={"axis": 0, "block_size": 2})
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("blockwise", 0, 2, 9)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=np.zeros(9),
                granularity="blockwise", block_size=2)
@@ -328,6 +343,7 @@ def test_com_microsoft_4bit_dq_on_opset13(tmp_path, signed):
                       dq_attrs={"axis": 1})
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert qt.quant_op == "DequantizeLinear (com.microsoft)"
     assert (qt.dtype, qt.granularity, qt.axis) == ("int4" if signed else "uint4", "per_channel", 1)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z,
@@ -343,6 +359,7 @@ def test_com_microsoft_uint8_dq(tmp_path):
                       ms=1, dq_domain="com.microsoft")
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z)
 
 
@@ -358,6 +375,7 @@ def test_float8e4m3fn(tmp_path):
                       listed("W_zero_point", TP.FLOAT8E4M3FN, [], [0.0]), opset=19)
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.dtype, qt.granularity) == ("float8e4m3fn", "per_tensor")
     a = analyze_rows(fp, vp)
     assert_row(row_of(a, "W"), w=W, dq=want, q=vals, scale=s, zero_point=0, quant_dtype="float8e4m3fn",
@@ -388,6 +406,7 @@ def test_int32_bias_per_tensor_one_element_scale(tmp_path):
     fp, vp = _conv_bias_models(tmp_path, B, bq, bs, None)
     qt, d, got = read(vp, "B_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "B_quantized"), want)  # onnxruntime agrees
     assert (qt.role, qt.dtype, qt.granularity, qt.n_scales) == ("bias", "int32", "per_tensor", 1)
     a = analyze_rows(fp, vp)
     assert_row(row_of(a, "B"), w=B, dq=want, q=bq, scale=bs, zero_point=0, role="bias",
@@ -403,6 +422,7 @@ def test_int32_bias_per_channel(tmp_path):
     fp, vp = _conv_bias_models(tmp_path, B, bq, bs, 0)
     qt, d, got = read(vp, "B_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "B_quantized"), want)  # onnxruntime agrees
     assert (qt.role, qt.granularity, qt.axis, qt.n_scales) == ("bias", "per_channel", 0, 3)
     assert_row(row_of(analyze_rows(fp, vp), "B"), w=B, dq=want, q=bq, scale=bs, zero_point=np.zeros(3),
                role="bias", granularity="per_channel", axis=0, q_min=float(-2 ** 31), q_max=float(2 ** 31 - 1))
@@ -494,4 +514,48 @@ def test_int4_weight_in_int32_data(tmp_path):
     fp, vp = _mm_pair(tmp_path, W, t, arr("W_scale", s), None, opset=21)
     qt, d, got = read(vp, "W_quantized")
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=0, quant_dtype="int4")
+
+
+# ------------------------------------------------------------------ FP16 models
+def _fp16_models(tmp_path):
+    q = np.array([[-128, 127, 3, 100], [77, -77, 1, -1], [50, 60, -70, 0]], np.int8)
+    s = np.float16(0.0123)
+    W16 = (q.astype(np.float32) * F32(s) + F32(0.002)).astype(np.float16)
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W16)], opset=19), tmp_path / "f.onnx")
+    vp = save(make_model([dq("W_quantized", "W_scale", "W_zero_point", "W_dq", "W_DequantizeLinear"),
+                          node("MatMul", ["X", "W_dq"], ["Y"], "mm")],
+                         [arr("W_quantized", q), arr("W_scale", s), arr("W_zero_point", np.int8(0))], opset=19),
+              tmp_path / "v.onnx")
+    return fp, vp, q, s, W16
+
+
+def test_fp16_model_float16_scale_is_read(tmp_path):
+    """FP16 reference and a FLOAT16 scale: read, matched and measured against the FP16 weights."""
+    fp, vp, q, s, W16 = _fp16_models(tmp_path)
+    qt, d, got = read(vp, "W_quantized")
+    assert np.asarray(d.scale, np.float64) == np.float64(s)
+    f32_product = ref_dq(q, 0, np.float32(s))
+    runtime = f32_product.astype(np.float16).astype(np.float32)  # DequantizeLinear returns float16
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), runtime)
+    # within half a float16 step of the runtime's values either way
+    np.testing.assert_allclose(got, runtime, rtol=2 ** -11, atol=0)
+    r = row_of(analyze_rows(fp, vp), "W")
+    assert r["status"] == "quantized" and r["fp32_dtype"] == "float16" and r["match_method"] == "name"
+    # the float32 product (today) or the runtime's float16 values (see the xfail below)
+    refs = [metrics64(W16.astype(np.float32), x)["sqnr_db"] for x in (f32_product, runtime)]
+    assert any(r["sqnr_db"] == pytest.approx(x, rel=1e-9) for x in refs), (r["sqnr_db"], refs)
+    assert float(r["scale"]) == float(s)
+
+
+@pytest.mark.xfail(strict=True, reason="FINDING: with a FLOAT16 scale the runtime rounds DequantizeLinear's result "
+                   "to float16; quant_tensor.dequantize and the fused kernel (analysis/kernels.py, lead's file) keep "
+                   "the float32 product, up to half a float16 step away")
+def test_fp16_scale_dequantized_like_the_runtime(tmp_path):
+    fp, vp, q, s, W16 = _fp16_models(tmp_path)
+    qt, d, got = read(vp, "W_quantized")
+    runtime = ort_dequant(vp, "W_quantized")
+    r = row_of(analyze_rows(fp, vp), "W")
+    assert r["sqnr_db"] == pytest.approx(metrics64(W16.astype(np.float32), runtime)["sqnr_db"], rel=1e-9)
+    np.testing.assert_array_equal(got, runtime)

@@ -149,3 +149,22 @@ def test_qgemm_no_trans_per_column(tmp_path):
     np.testing.assert_array_equal(got, want)
     assert (qt.granularity, qt.axis) == ("per_channel", 1)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=bq, scale=bs, zero_point=np.zeros(2), axis=1)
+
+
+def test_qlinearmul_constant_is_elementwise(tmp_path):
+    """A constant input of com.microsoft QLinearMul (activation type, per tensor)."""
+    cq = np.array([[0, 255, 128], [7, 200, 90]], np.uint8)
+    cs, cz = F32(0.004), 128
+    want = ref_dq(cq, cz, cs)
+    C = (want + F32(0.0005)).astype(F32)
+    fp = save(make_model([node("Mul", ["X", "C"], ["Y"], "mul")], [arr("C", C)]), tmp_path / "f.onnx")
+    v = make_model([node("QLinearMul", ["Xq", "xs", "xz", "C_quantized", "C_scale", "C_zero_point", "ys", "yz"],
+                         ["Yq"], "mul_quant", domain=MS)],
+                   [arr("xs", F32(0.1)), arr("xz", np.uint8(128)), arr("C_quantized", cq), arr("C_scale", cs),
+                    listed("C_zero_point", TP.UINT8, [], [cz]), arr("ys", F32(0.1)), arr("yz", np.uint8(128))],
+                   ms=1, inputs={"Xq": (TP.UINT8, None)}, outputs={"Yq": (TP.UINT8, None)})
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "C_quantized")
+    np.testing.assert_array_equal(got, want)
+    assert (qt.role, qt.quant_op, qt.granularity) == ("elementwise", "QLinearMul", "per_tensor")
+    assert_row(row_of(analyze_rows(fp, vp), "C"), w=C, dq=want, q=cq, scale=cs, zero_point=cz, role="elementwise")
