@@ -136,6 +136,9 @@ def _layout_params(s: np.ndarray, z: np.ndarray | None, qshape: tuple, axis: int
     if s.ndim != 1:
         raise TensorReadError(f"{what}: {s.ndim}-D scale without block_size is not a valid layout")
     a = _norm_axis(default_axis if axis is None else axis, nd, what)
+    if s.size == 1 and qshape[a] != 1:
+        # onnxruntime applies a one-element scale to the whole tensor, whatever the axis says
+        return s.reshape(()), None if z is None else z.reshape(()), "per_tensor", None, None, ()
     if s.size != qshape[a]:
         raise TensorReadError(f"{what}: {s.size} scales for axis {a} of length {qshape[a]}")
     view = [1] * nd
@@ -555,7 +558,7 @@ def _handle_nbits(ctx: _Ctx, i: int, node) -> None:
     def reader():
         packed = np.asarray(mg.array(q)).reshape(N, nb, -1)
         codes = _unpack_bits(packed, bits).reshape(N, nb * bs)[:, :K]      # [N, K]
-        s = np.asarray(mg.array(s_name), np.float32).reshape(N, nb)
+        s = np.asarray(mg.array(s_name)).reshape(N, nb)  # keeps float16: the output's type
         if z_name:
             zb = np.asarray(mg.array(z_name)).reshape(N, -1)
             z = _unpack_bits(zb, bits)[:, :nb].astype(np.int64)

@@ -22,9 +22,11 @@ FLOAT8_LEVELS = 254
 
 def sqnr_db(signal_energy: float, noise_energy: float) -> float:
     """``10 log10(sum w^2 / sum (w - dq)^2)``; ``inf`` for an exact match."""
+    if math.isnan(noise_energy) or math.isnan(signal_energy):
+        return math.nan
     if noise_energy == 0.0:
         return math.inf
-    if signal_energy == 0.0:
+    if signal_energy == 0.0 or math.isinf(noise_energy):
         return -math.inf
     return 10.0 * math.log10(signal_energy / noise_energy)
 
@@ -190,10 +192,13 @@ def channel_metrics(w: np.ndarray, d: Decoded, dq: np.ndarray) -> dict | None:
     z_min, z_max = prm(d.zero_point)
     big = np.where(finite, W, np.nan)
     dqf = np.where(finite, DQ, np.nan)
-    with warnings.catch_warnings():  # an all-NaN channel is reported as NaN, silently
-        warnings.simplefilter("ignore", RuntimeWarning)
-        fmin, fmax = np.nanmin(big, 1), np.nanmax(big, 1)
-        dmin, dmax = np.nanmin(dqf, 1), np.nanmax(dqf, 1)
+    if W.shape[1] == 0:  # channels of an empty tensor: no values at all
+        fmin = fmax = dmin = dmax = np.full(C, np.nan)
+    else:
+        with warnings.catch_warnings():  # an all-NaN channel is reported as NaN, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fmin, fmax = np.nanmin(big, 1), np.nanmax(big, 1)
+            dmin, dmax = np.nanmin(dqf, 1), np.nanmax(dqf, 1)
     return {
         "channel": np.arange(C), "n": n, "fp32_min": fmin, "fp32_max": fmax,
         "dq_min": dmin, "dq_max": dmax, "scale_min": s_min, "scale_max": s_max,

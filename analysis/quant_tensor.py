@@ -70,10 +70,13 @@ def dequantize(d: Decoded) -> np.ndarray:
     ``q`` and ``z`` are widened (int32 for up to 16-bit codes, int64 for int32
     biases) before the subtraction, so unsigned codes never wrap.
 
+    The result has the scale's type, as DequantizeLinear's output does: with a
+    float16 (or bfloat16) scale the float32 product is rounded to that type.
+
     Returns
     -------
     np.ndarray
-        float32 array of ``d.q.shape``.
+        float32 array of ``d.q.shape`` (holding float16 values for a float16 scale).
     """
     s = expand_param(np.asarray(d.scale, np.float32), d.q.shape, d.block_axis, d.block_size)
     z = expand_param(d.zero_point, d.q.shape, d.block_axis, d.block_size)
@@ -82,7 +85,11 @@ def dequantize(d: Decoded) -> np.ndarray:
     else:
         wide = np.int64 if d.q.dtype.itemsize >= 4 else np.int32
         diff = (d.q.astype(wide) - np.asarray(z, wide)).astype(np.float32)
-    return np.multiply(diff, s, dtype=np.float32)
+    out = np.multiply(diff, s, dtype=np.float32)
+    sdt = np.asarray(d.scale).dtype
+    if sdt.kind in "fV" and sdt != np.float32 and sdt.itemsize == 2:
+        out = out.astype(sdt).astype(np.float32)  # the runtime returns the scale's type
+    return out
 
 
 @dataclass

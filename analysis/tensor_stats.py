@@ -81,7 +81,8 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
     """
     levels = _levels_available(qrange)
     p = None
-    if qrange is not None and levels <= 65536 and d.q.dtype.kind in "iu" and d.q.size:
+    float32_scale = np.asarray(d.scale).dtype == np.float32
+    if qrange is not None and levels <= 65536 and d.q.dtype.kind in "iu" and d.q.size and float32_scale:
         p = plan(d.q.shape, np.shape(d.scale), d.block_axis, d.block_size, d.channel_axes)
     if p is None:
         return measure_numpy(w, d, qrange, grid)

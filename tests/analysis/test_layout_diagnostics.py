@@ -64,9 +64,6 @@ def test_zero_and_negative_scales_flagged(tmp_path):
     assert "2 zero scale(s)" in r["diagnostics"] and "1 negative scale(s)" in r["diagnostics"]
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="BUG (analysis/metrics.py sqnr_db, lead's file): an Inf scale makes the noise energy "
-                          "inf, sqnr_db(ww, inf) calls math.log10(0.0) -> 'math domain error' and analyze() crashes")
 def test_nonfinite_scale_counted(tmp_path):
     q = np.array([[1, 2], [3, 4]], np.int8)
     s = np.array([0.5, np.inf], F32)

@@ -549,9 +549,6 @@ def test_fp16_model_float16_scale_is_read(tmp_path):
     assert float(r["scale"]) == float(s)
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: with a FLOAT16 scale the runtime rounds DequantizeLinear's result "
-                   "to float16; quant_tensor.dequantize and the fused kernel (analysis/kernels.py, lead's file) keep "
-                   "the float32 product, up to half a float16 step away")
 def test_fp16_scale_dequantized_like_the_runtime(tmp_path):
     fp, vp, q, s, W16 = _fp16_models(tmp_path)
     qt, d, got = read(vp, "W_quantized")
@@ -559,3 +556,21 @@ def test_fp16_scale_dequantized_like_the_runtime(tmp_path):
     r = row_of(analyze_rows(fp, vp), "W")
     assert r["sqnr_db"] == pytest.approx(metrics64(W16.astype(np.float32), runtime)["sqnr_db"], rel=1e-9)
     np.testing.assert_array_equal(got, runtime)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_one_element_scale_with_axis_on_longer_dim_is_per_tensor(tmp_path, axis):
+    """A [1] scale with an axis whose dimension is not 1: onnxruntime applies it to
+    the whole tensor (per tensor), so QuantLens must read it the same way."""
+    q = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]], np.int8)
+    s = np.array([0.5], F32)
+    z = np.array([2], np.int8)
+    want = ref_dq(q, 2, s)
+    W = (want + F32(0.1)).astype(F32)
+    fp, vp = _mm_pair(tmp_path, W, arr("W_quantized", q), arr("W_scale", s), arr("W_zero_point", z),
+                      dq_attrs={"axis": axis})
+    qt, d, got = read(vp, "W_quantized")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
+    assert (qt.granularity, qt.axis, qt.n_scales) == ("per_tensor", None, 1)
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z, granularity="per_tensor")

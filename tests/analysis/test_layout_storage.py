@@ -90,10 +90,6 @@ def test_empty_tensor(tmp_path):
     assert r["levels_used"] == 0 and r["scale"] == pytest.approx(0.1)
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="BUG (analysis/metrics.py channel_metrics, lead's file): np.nanmin over the empty "
-                          "rows of a (0, 4) per-channel tensor raises 'zero-size array to reduction operation "
-                          "fmin'; the whole analyze() call crashes")
 def test_empty_per_channel_tensor(tmp_path):
     q = np.zeros((0, 4), np.uint8)
     s = np.array([0.1, 0.2, 0.3, 0.4], F32)
