@@ -4,10 +4,11 @@ of weights a variant left in float, and the role column."""
 import numpy as np
 import pytest
 from onnx import TensorProto as TP
+from onnx import numpy_helper
 
 from builders import (
-    analyze_rows, arr, assert_row, dq, listed, make_model, MS, node, ort_dequant, quant_tensors, read, ref_dq,
-    row_of, save,
+    MS, analyze_rows, arr, assert_row, dq, int4_tensor, listed, make_model, node, ort_dequant, quant_tensors, read,
+    metrics64, ref_dq, row_of, save,
 )
 
 F32 = np.float32
@@ -216,3 +217,88 @@ def test_roles(tmp_path):
         r = row_of(a, k)
         assert r["role"] == role and r["status"] == "quantized" and r["match_method"] == "name", k
     assert row_of(a, "K2")["status"] == "left_in_float"
+
+
+# ------------------------------------------------------------------ node rule, per operator
+def _node_rule_case(op):
+    """(fp32 model, variant model, {quantized name: (fp32 name, expected dq)}) with every
+    quantized tensor under a name no ORT rule can undo; only node names tell."""
+    rng = np.random.default_rng(70)
+    if op == "QLinearMatMul":
+        q = rng.integers(-127, 128, (4, 3)).astype(np.int8)
+        s = np.array([0.1, 0.2, 0.3], F32)
+        want = ref_dq(q, 0, s.reshape(1, 3))
+        fp = make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", want + F32(0.01))])
+        v = make_model([node("QLinearMatMul", ["Xq", "a", "b", "k1", "k2", "k3", "c", "d"], ["Yq"], "mm_quant")],
+                       [arr("a", F32(1)), arr("b", np.uint8(0)), arr("k1", q), arr("k2", s), arr("k3", np.zeros(3, np.int8)),
+                        arr("c", F32(1)), arr("d", np.uint8(0))], inputs={"Xq": (TP.UINT8, None)},
+                       outputs={"Yq": (TP.UINT8, None)})
+        return fp, v, {"k1": ("W", want)}
+    if op == "QGemm":
+        q = rng.integers(-127, 128, (3, 5)).astype(np.int8)
+        s = np.array([0.1, 0.2, 0.3], F32)
+        cq = np.array([10, -20, 30], np.int32)
+        want, c_want = ref_dq(q, 0, s.reshape(3, 1)), ref_dq(cq, 0, F32(0.5) * s)
+        fp = make_model([node("Gemm", ["X", "W", "C"], ["Y"], "g", transB=1)],
+                        [arr("W", want + F32(0.01)), arr("C", c_want + F32(0.01))])
+        v = make_model([node("QGemm", ["Xq", "a", "b", "k1", "k2", "k3", "k4", "c", "d"], ["Yq"], "g_quant", domain=MS,
+                             transB=1)],
+                       [arr("a", F32(0.5)), arr("b", np.uint8(0)), arr("k1", q), arr("k2", s),
+                        arr("k3", np.zeros(3, np.int8)), arr("k4", cq), arr("c", F32(1)), arr("d", np.uint8(0))],
+                       ms=1, inputs={"Xq": (TP.UINT8, None)}, outputs={"Yq": (TP.UINT8, None)})
+        return fp, v, {"k1": ("W", want), "k4": ("C", c_want)}
+    if op == "GemmRewrite":
+        N, K = 3, 5
+        bt = rng.integers(0, 256, (K, N)).astype(np.uint8)
+        s = np.array([0.01, 0.02, 0.03], F32)
+        z = np.array([128, 0, 255], np.uint8)
+        want = ref_dq(bt, z.reshape(1, N), s.reshape(1, N)).T
+        fp = make_model([node("Gemm", ["X", "B"], ["Y"], "gemm", transB=1)], [arr("B", want + F32(0.001))])
+        v = make_model([node("DynamicQuantizeLinear", ["X"], ["xq", "xs", "xz"], "dql"),
+                        node("MatMulInteger", ["xq", "k1", "xz", "k3"], ["i"], "gemm_MatMul_quant"),
+                        node("Cast", ["i"], ["f"], "cast", to=TP.FLOAT), node("Mul", ["xs", "k2"], ["ss"], "m1"),
+                        node("Mul", ["f", "ss"], ["Y"], "m2")], [arr("k1", bt), arr("k2", s), arr("k3", z)])
+        return fp, v, {"k1": ("B", want)}
+    if op == "DynamicQuantizeLSTM":
+        wq = rng.integers(-127, 128, (1, 3, 8)).astype(np.int8)
+        rq = rng.integers(-127, 128, (1, 2, 8)).astype(np.int8)
+        w_want = ref_dq(wq.transpose(0, 2, 1), 0, F32(0.01))
+        r_want = ref_dq(rq.transpose(0, 2, 1), 0, F32(0.02))
+        fp = make_model([node("LSTM", ["X", "W", "R"], ["Y"], "lstm", hidden_size=2)],
+                        [arr("W", w_want + F32(0.001)), arr("R", r_want + F32(0.001))])
+        v = make_model([node("DynamicQuantizeLSTM", ["X", "k1", "k2", "", "", "", "", "", "s1", "z1", "s2", "z2"], ["Y"],
+                             "lstm_quant", domain=MS, hidden_size=2)],
+                       [arr("k1", wq), arr("k2", rq), arr("s1", np.array([0.01], F32)), arr("z1", np.zeros(1, np.int8)),
+                        arr("s2", np.array([0.02], F32)), arr("z2", np.zeros(1, np.int8))], ms=1)
+        return fp, v, {"k1": ("W", w_want), "k2": ("R", r_want)}
+    if op == "MatMulNBitsQDQ":
+        q = rng.integers(0, 16, (16, 2))
+        s = np.array([[0.1, 0.2]], F32)
+        want = ref_dq(q, 8, s)
+        fp = make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", want + F32(0.001))])
+        v = make_model([dq("k1", "k2", None, "o", "mm_DQ_Q4", axis=0, block_size=16),
+                        node("MatMul", ["X", "o"], ["Y"], "mm_matmul_Q4")],
+                       [int4_tensor("k1", q - 8, signed=True), arr("k2", s)], opset=21)
+        return fp, v, {"k1": ("W", want)}
+    raise AssertionError(op)
+
+
+@pytest.mark.parametrize("op", ["QLinearMatMul", "QGemm", "GemmRewrite", "DynamicQuantizeLSTM", "MatMulNBitsQDQ"])
+def test_node_rule_per_operator(tmp_path, op):
+    fpm, vm, expect = _node_rule_case(op)
+    fp, vp = save(fpm, tmp_path / "f.onnx"), save(vm, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    fw = {t.name: numpy_helper.to_array(t) for t in fpm.graph.initializer}
+    for qname, (fname, want) in expect.items():
+        qt, d, got = read(vp, qname)
+        # without the FP32 model the Gemm rewrite's Bᵀ can only be read in its stored layout
+        np.testing.assert_array_equal(got.T if op == "GemmRewrite" else got, want)
+        r = row_of(a, fname)
+        assert (r["quant_tensor"], r["match_method"], r["status"]) == (qname, "node", "quantized"), (op, qname)
+        assert r["fp32_shape"] == "x".join(map(str, want.shape))
+        if op == "GemmRewrite":  # per column of Bᵀ = per row of the FP32 B
+            assert (r["granularity"], r["axis"]) == ("per_channel", 0)
+        ref = metrics64(fw[fname], want)
+        for k in ("mse", "max_abs_err", "sqnr_db", "cosine", "dq_min", "dq_max"):
+            assert r[k] == pytest.approx(ref[k], rel=1e-9), (op, k)
+    assert (a.layers.status == "quantized").sum() == len(expect)

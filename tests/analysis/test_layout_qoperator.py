@@ -168,3 +168,46 @@ def test_qlinearmul_constant_is_elementwise(tmp_path):
     np.testing.assert_array_equal(got, want)
     assert (qt.role, qt.quant_op, qt.granularity) == ("elementwise", "QLinearMul", "per_tensor")
     assert_row(row_of(analyze_rows(fp, vp), "C"), w=C, dq=want, q=cq, scale=cs, zero_point=cz, role="elementwise")
+
+
+def test_qattention_weight_per_column(tmp_path):
+    """com.microsoft QAttention: weight at input 1, scale at 4, zero point at 7 (per column)."""
+    hidden = 2
+    q = np.array([[0, 255, 3, 4, 5, 6], [128, 127, 9, 10, 200, 12]], np.uint8)  # [hidden, 3*hidden]
+    s = np.linspace(0.01, 0.06, 6).astype(F32)
+    z = np.array([128, 127, 0, 255, 10, 20], np.uint8)
+    want = ref_dq(q, z.reshape(1, 6), s.reshape(1, 6))
+    W = (want + F32(0.001)).astype(F32)
+    B = np.zeros(6, F32)
+    fp = save(make_model([node("Attention", ["X", "W", "B"], ["Y"], "attn", domain=MS, num_heads=1)],
+                         [arr("W", W), arr("B", B)], ms=1), tmp_path / "f.onnx")
+    v = make_model([node("QAttention", ["Xq", "W_quantized", "B", "X_scale", "W_scale", "", "X_zp", "W_zero_point"],
+                         ["Y"], "attn_quant", domain=MS, num_heads=1)],
+                   [arr("W_quantized", q), arr("B", B), arr("X_scale", F32(0.1)), arr("W_scale", s),
+                    arr("X_zp", np.uint8(128)), arr("W_zero_point", z)], ms=1, inputs={"Xq": (TP.UINT8, None)})
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "W_quantized")
+    np.testing.assert_array_equal(got, want)
+    assert (qt.quant_op, qt.role, qt.granularity, qt.axis) == ("QAttention", "weight", "per_channel", 1)
+    a = analyze_rows(fp, vp)
+    assert_row(row_of(a, "W"), w=W, dq=want, q=q, scale=s, zero_point=z, quant_op="QAttention", axis=1)
+    assert row_of(a, "B")["status"] == "left_in_float"
+
+
+def test_name_fallback_for_unknown_consumer(tmp_path):
+    """``X_quantized`` with ``X_scale`` / ``X_zero_point`` siblings read by an operator
+    QuantLens does not know: found by name, per tensor."""
+    q = np.array([[0, 255], [1, 254]], np.uint8)
+    s, z = F32(0.5), 100
+    want = ref_dq(q, z, s)
+    T = (want + F32(0.1)).astype(F32)
+    fp = save(make_model([node("MyOp", ["X", "T"], ["Y"], "custom", domain="my.domain")], [arr("T", T)]),
+              tmp_path / "f.onnx")
+    v = make_model([node("MyQOp", ["X", "T_quantized"], ["Y"], "custom", domain="my.domain")],
+                   [arr("T_quantized", q), arr("T_scale", s), arr("T_zero_point", np.uint8(z))])
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "T_quantized")
+    np.testing.assert_array_equal(got, want)
+    assert (qt.quant_op, qt.consumers) == ("by_name", ["custom"])
+    assert_row(row_of(analyze_rows(fp, vp), "T"), w=T, dq=want, q=q, scale=s, zero_point=z, quant_op="by_name",
+               match_method="name")
