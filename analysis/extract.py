@@ -24,7 +24,7 @@ from .quant_tensor import TYPE_RANGES, Decoded, QuantTensor
 from .roles import role_of
 from .tensors import FLOAT8_TYPES, FLOAT_TYPES, INTEGER_TYPES, dtype_name, tensor_np_dtype, tensor_numel
 
-__all__ = ["find_quantized", "strip_quant_suffix"]
+__all__ = ["find_quantized", "strip_quant_suffix", "OUTPUT_REF"]
 
 _MS = "com.microsoft"
 _SUFFIXES = ("_quantized", "_DQ_Q2", "_DQ_Q4", "_DQ_Q8", "_Q2", "_Q4", "_Q8")
@@ -263,6 +263,7 @@ def _handle_dq(ctx: _Ctx, i: int, node) -> None:
         qt.notes.append("codes recomputed from the float weight by its QuantizeLinear (Q->DQ pair)")
     for ni, slot in cons:
         qt.node_refs.extend((nm, slot) for nm in _node_candidates(mg.node_name(ni)))
+        qt.node_refs.extend(_output_refs(mg.nodes[ni], slot))
     if not cons:
         ctx.add(qt, mg.node_name(i), "DequantizeLinear")
     for ni, slot in cons:
@@ -346,7 +347,24 @@ def _default_axis(rule: str, node, ndim: int) -> int:
 
 
 def _refs(ctx: _Ctx, i: int, slot: int) -> list:
-    return [(nm, slot) for nm in _node_candidates(ctx.mg.node_name(i))]
+    return [(nm, slot) for nm in _node_candidates(ctx.mg.node_name(i))] + _output_refs(ctx.mg.nodes[i], slot)
+
+
+#: Prefix of node references by output tensor (for nodes without a name).
+OUTPUT_REF = "output:"
+
+
+def _output_refs(node, slot: int) -> list:
+    """References of an unnamed node by its first output: positional names
+    (``Conv_7``) shift once quantization inserts nodes, output names do not
+    (QOperator ops suffix theirs with ``_quantized``)."""
+    if node.name or not node.output or not node.output[0]:
+        return []
+    out = node.output[0]
+    refs = [(OUTPUT_REF + out, slot)]
+    if out.endswith("_quantized") and len(out) > len("_quantized"):
+        refs.append((OUTPUT_REF + out[: -len("_quantized")], slot))
+    return refs
 
 
 def _handle_triples(ctx: _Ctx, i: int, node) -> None:

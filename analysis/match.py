@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .errors import QuantLensError
-from .extract import _transpose2d
+from .extract import OUTPUT_REF, _transpose2d
 from .model import ModelGraph, node_attr
 from .quant_tensor import QuantTensor, dequantize
 from .weights import FloatWeight
@@ -96,6 +96,11 @@ def match_variant(qts: list[QuantTensor], fp32: ModelGraph,
     for fw in weights.values():
         for nm, s in fw.slots:
             by_slot.setdefault((nm, s), fw.name)
+    for n in fp32.nodes:  # unnamed FP32 nodes are also known by their first output
+        if not n.name and n.output and n.output[0]:
+            for s, inp in enumerate(n.input):
+                if inp in weights:
+                    by_slot.setdefault((OUTPUT_REF + n.output[0], s), inp)
     idx = {fp32.node_name(i): n for i, n in enumerate(fp32.nodes)}
     out: list[Match] = []
     pending: list[int] = []

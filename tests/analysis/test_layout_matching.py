@@ -302,3 +302,26 @@ def test_node_rule_per_operator(tmp_path, op):
         for k in ("mse", "max_abs_err", "sqnr_db", "cosine", "dq_min", "dq_max"):
             assert r[k] == pytest.approx(ref[k], rel=1e-9), (op, k)
     assert (a.layers.status == "quantized").sum() == len(expect)
+
+
+def test_node_rule_for_unnamed_nodes_by_output(tmp_path):
+    """Unnamed nodes: positional names shift when quantization adds nodes, so the node
+    rule also knows a node by its first output (QOperator suffix ``_quantized`` removed)."""
+    q = np.array([[[[1, -2], [3, -4]]], [[[5, 6], [-7, 8]]]], np.int8)
+    s = F32(0.25)
+    want = ref_dq(q, 0, s)
+    W = (want + F32(0.01)).astype(F32)
+    W2 = (want * F32(2)).astype(F32)  # same shape, further away: the value rule alone would still pick W
+    fp = save(make_model([node("Relu", ["X"], ["X1"], ""), node("Conv", ["X1", "W2"], ["Z"], ""),
+                          node("Conv", ["Z", "W"], ["Y"], "")], [arr("W", W), arr("W2", W2)]), tmp_path / "f.onnx")
+    v = make_model([node("QuantizeLinear", ["X", "xs", "xz"], ["Xq"], ""), node("Relu", ["Xq"], ["X1"], ""),
+                    node("Conv", ["X1", "W2"], ["Z"], ""),
+                    node("QuantizeLinear", ["Z", "xs", "xz"], ["Zq"], ""),
+                    node("QLinearConv", ["Zq", "xs", "xz", "wq", "ws", "wz", "ys", "yz"], ["Y_quantized"], "")],
+                   [arr("xs", F32(1)), arr("xz", np.uint8(0)), arr("W2", W2), arr("wq", q), arr("ws", s),
+                    arr("wz", np.int8(0)), arr("ys", F32(1)), arr("yz", np.uint8(0))],
+                   outputs={"Y_quantized": (TP.UINT8, None)})
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    assert_row(row_of(a, "W"), w=W, dq=want, q=q, scale=s, zero_point=0, match_method="node", quant_tensor="wq")
+    assert row_of(a, "W2")["status"] == "left_in_float"

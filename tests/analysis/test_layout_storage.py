@@ -208,3 +208,28 @@ def test_external_data_same_numbers_as_inline(tmp_path, threshold):
         assert r["mse"] == pytest.approx(ref["mse"], rel=1e-9)
         assert r["sqnr_db"] == pytest.approx(ref["sqnr_db"], rel=1e-9)
     assert set(le.loc[le.fp32_name == "W1", "storage"]) == {"external"}
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_shared_bias_duplicated_by_the_quantizer(tmp_path, named):
+    """A bias shared by two Convs is duplicated (``B`` and ``B1``, ORT's naming), each
+    with its own int32 scale: two quantized tensors, both compared with the FP32 ``B``."""
+    Wf = np.full((2, 1, 1, 1), 0.5, F32)
+    B = np.array([0.3, -0.7], F32)
+    b1q, b2q = np.array([300, -700], np.int32), np.array([150, -350], np.int32)
+    s1, s2 = np.array([0.001], F32), np.array([0.002], F32)
+    n1, n2 = ("conv1", "conv2") if named else ("", "")
+    fp = save(make_model([node("Conv", ["X", "W", "B"], ["Y1"], n1), node("Conv", ["Y1", "W", "B"], ["Y2"], n2)],
+                         [arr("W", Wf), arr("B", B)]), tmp_path / "f.onnx")
+    v = make_model([dq("B_quantized", "B_quantized_scale", None, "B", "B_DequantizeLinear"),
+                    dq("B1_quantized", "B1_quantized_scale", None, "B1", "B1_DequantizeLinear"),
+                    node("Conv", ["X", "W", "B"], ["Y1"], n1), node("Conv", ["Y1", "W", "B1"], ["Y2"], n2)],
+                   [arr("W", Wf), arr("B_quantized", b1q), arr("B_quantized_scale", s1), arr("B1_quantized", b2q),
+                    arr("B1_quantized_scale", s2)])
+    vp = save(v, tmp_path / "v.onnx")
+    a = analyze_rows(fp, vp)
+    rows = a.layers[a.layers.fp32_name == "B"].sort_values("quant_tensor")
+    assert list(rows["quant_tensor"]) == ["B1_quantized", "B_quantized"]
+    assert list(rows["status"]) == ["quantized", "quantized"]
+    for (_, r), q, s in zip(rows.iterrows(), (b2q, b1q), (s2, s1)):
+        assert_row(r, w=B, dq=ref_dq(q, 0, s), q=q, scale=s, zero_point=0, role="bias")
