@@ -189,3 +189,43 @@ def test_gather_block_quantized(tmp_path, signed):
     assert_row(row_of(analyze_rows(fp, vp), "E"), w=E, dq=want, q=q, scale=s,
                zero_point=np.zeros(V * nb) if z is None else z, role="gather_table",
                quant_dtype="int4" if signed else "uint4", granularity="blockwise", axis=1, block_size=bs)
+
+
+def test_matmulnbits_against_3d_fp32_weight(tmp_path):
+    """B may be N-D with leading 1s in the FP32 model: compared element-wise."""
+    K, N, bs = 32, 2, 16
+    rng = np.random.default_rng(42)
+    q = rng.integers(0, 16, (K, N))
+    s = rng.uniform(0.01, 0.1, (N, 2)).astype(F32)
+    want = ref_dq(q, 8, s[:, np.arange(K) // bs].T)
+    W3 = (want + F32(0.002)).astype(F32).reshape(1, K, N)
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W3)]), tmp_path / "f.onnx")
+    v = make_model([node("MatMulNBits", ["X", "W_Q4", "W_scales"], ["Y"], "mm_Q4", domain=MS, K=K, N=N, bits=4,
+                         block_size=bs)], [arr("W_Q4", pack_blocks(q, 4, bs, 0)), arr("W_scales", s)], ms=1)
+    vp = save(v, tmp_path / "v.onnx")
+    np.testing.assert_array_equal(read(vp, "W_Q4")[2], want)
+    r = row_of(analyze_rows(fp, vp), "W")
+    assert_row(r, w=W3, dq=want, q=q, scale=s, zero_point=np.full(N * 2, 8), fp32_shape=f"1x{K}x{N}",
+               match_method="name", status="quantized")
+    assert "compared element-wise" in r["notes"]
+
+
+def test_gather_block_quantized_quantize_axis0(tmp_path):
+    """Blocks along the gathered axis (quantize_axis=0): scales [ceil(V / bs), D]."""
+    V, D, bs = 40, 4, 16
+    rng = np.random.default_rng(43)
+    q = rng.integers(-8, 8, (V, D))
+    s = rng.uniform(0.01, 0.2, (3, D)).astype(F32)
+    want = ref_dq(q, 0, s[np.arange(V) // bs])
+    E = (want + F32(0.004)).astype(F32)
+    fp = save(make_model([node("Gather", ["E", "ids"], ["Y"], "gather")], [arr("E", E)], inputs={"ids": (TP.INT64, None)}),
+              tmp_path / "f.onnx")
+    v = make_model([node("GatherBlockQuantized", ["E_Q4", "ids", "E_scales"], ["Y"], "gather_Q4", domain=MS,
+                         gather_axis=0, quantize_axis=0, block_size=bs)],
+                   [int4_tensor("E_Q4", q, True), arr("E_scales", s)], ms=1, inputs={"ids": (TP.INT64, None)})
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "E_Q4")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "E_Q4"), want)  # onnxruntime agrees
+    assert (qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("blockwise", 0, bs, 3 * D)
+    assert_row(row_of(analyze_rows(fp, vp), "E"), w=E, dq=want, q=q, scale=s, zero_point=np.zeros(3 * D), axis=0)

@@ -574,3 +574,26 @@ def test_one_element_scale_with_axis_on_longer_dim_is_per_tensor(tmp_path, axis)
     np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.n_scales) == ("per_tensor", None, 1)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=z, granularity="per_tensor")
+
+
+@pytest.mark.parametrize("stype", [TP.FLOAT, TP.FLOAT16])
+def test_scales_and_zero_points_in_typed_fields(tmp_path, stype):
+    """ORT writes scales with helper.make_tensor(list): ``float_data`` for FLOAT,
+    float16 bit patterns in ``int32_data`` for FLOAT16; INT4 zero points packed in
+    ``int32_data``."""
+    q = np.array([[-8, 7, 1], [2, -3, 4], [5, -6, 0]], np.int8)
+    s = np.array([0.5, 0.0625, 0.3], F32)
+    z = np.array([1, -2, 3], np.int8)
+    st = listed("W_scale", stype, [3], s)
+    zt = listed("W_zero_point", TP.INT4, [3], z)
+    assert not st.HasField("raw_data") and len(zt.int32_data) == 2
+    s_eff = s.astype(np.float16).astype(F32) if stype == TP.FLOAT16 else s
+    want = ref_dq(q, z.reshape(3, 1), s_eff.reshape(3, 1))
+    if stype == TP.FLOAT16:  # DequantizeLinear returns the scale's type
+        want = want.astype(np.float16).astype(F32)
+    W = (want + F32(0.01)).astype(F32)
+    fp, vp = _mm_pair(tmp_path, W, int4_tensor("W_quantized", q, signed=True), st, zt, opset=21, dq_attrs={"axis": 0})
+    qt, d, got = read(vp, "W_quantized")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "W_quantized"), want)  # onnxruntime agrees
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s_eff, zero_point=z, axis=0)
