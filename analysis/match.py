@@ -159,14 +159,18 @@ def _match_by_value(qt: QuantTensor, fp32: ModelGraph, weights: dict[str, FloatW
             w = np.asarray(fp32.array(fw.name), np.float64).reshape(-1)
         except QuantLensError:
             continue
-        if not np.isfinite(w).all():
+        keep = np.isfinite(w)  # NaN/Inf are left out here as in every metric
+        if not keep.any():
             continue
-        energy = float(np.dot(w, w)) / max(w.size, 1)
+        if keep.all():
+            keep = slice(None)
+        wk = w[keep]
+        energy = float(np.dot(wk, wk)) / max(wk.size, 1)
         layouts = [(False, dq)]
         if can_t and tuple(fw.shape) == tuple(reversed(qt.shape)):
             layouts.append((True, dq_t))
         for transposed, d in layouts:
-            err = float(np.mean((w - d) ** 2)) / energy if energy > 0 else np.inf
+            err = float(np.mean((wk - d[keep]) ** 2)) / energy if energy > 0 else np.inf
             if err < best_err:
                 best, best_err, best_t = fw, err, transposed
     if best is None or best_err > VALUE_MATCH_MAX_REL_MSE:

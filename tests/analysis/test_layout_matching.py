@@ -325,3 +325,16 @@ def test_node_rule_for_unnamed_nodes_by_output(tmp_path):
     a = analyze_rows(fp, vp)
     assert_row(row_of(a, "W"), w=W, dq=want, q=q, scale=s, zero_point=0, match_method="node", quant_tensor="wq")
     assert row_of(a, "W2")["status"] == "left_in_float"
+
+
+def test_match_by_value_with_nan_in_fp32(tmp_path):
+    """The value rule compares over the finite FP32 values: one NaN does not hide the original."""
+    q, s, want, W = _weight(71)
+    W = W.copy()
+    W[0, 0] = np.nan
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W)]), tmp_path / "f.onnx")
+    v = make_model([dq("p", "p_s", None, "p_o", "d1"), node("MatMul", ["X", "p_o"], ["Y"], "n1")],
+                   [arr("p", q), arr("p_s", s)])
+    vp = save(v, tmp_path / "v.onnx")
+    r = row_of(analyze_rows(fp, vp), "W")
+    assert_row(r, w=W, dq=want, q=q, scale=s, zero_point=0, match_method="value", fp32_nonfinite=1)

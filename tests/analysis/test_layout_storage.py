@@ -233,3 +233,22 @@ def test_shared_bias_duplicated_by_the_quantizer(tmp_path, named):
     assert list(rows["status"]) == ["quantized", "quantized"]
     for (_, r), q, s in zip(rows.iterrows(), (b2q, b1q), (s2, s1)):
         assert_row(r, w=B, dq=ref_dq(q, 0, s), q=q, scale=s, zero_point=0, role="bias")
+
+
+def test_external_data_in_a_subfolder(tmp_path):
+    """External data may live in a subfolder of the model's folder."""
+    q = np.arange(-32, 32, dtype=np.int8).reshape(8, 8)
+    s = np.linspace(0.01, 0.08, 8).astype(F32)
+    want = ref_dq(q, 0, s.reshape(1, 8))
+    W = (want + F32(0.001)).astype(F32)
+    (tmp_path / "weights").mkdir()
+    fp = save(make_model([node("MatMul", ["X", "W"], ["Y"], "mm")], [arr("W", W)]), tmp_path / "f.onnx",
+              external=True, location="weights/f.bin")
+    vp = save(make_model([dq("W_quantized", "W_scale", None, "W_dq", "W_DequantizeLinear", axis=1),
+                          node("MatMul", ["X", "W_dq"], ["Y"], "mm")], [arr("W_quantized", q), arr("W_scale", s)]),
+              tmp_path / "v.onnx", external=True, location="weights/v.bin")
+    assert (tmp_path / "weights" / "v.bin").stat().st_size == 64 + 32
+    qt, d, got = read(vp, "W_quantized")
+    assert qt.storage == "external"
+    np.testing.assert_array_equal(got, want)
+    assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=np.zeros(8), storage="external")
