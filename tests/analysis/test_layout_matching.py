@@ -338,3 +338,24 @@ def test_match_by_value_with_nan_in_fp32(tmp_path):
     vp = save(v, tmp_path / "v.onnx")
     r = row_of(analyze_rows(fp, vp), "W")
     assert_row(r, w=W, dq=want, q=q, scale=s, zero_point=0, match_method="value", fp32_nonfinite=1)
+
+
+def test_role_norm_scale_and_norm_bias(tmp_path):
+    """A LayerNormalization gamma quantized per tensor (activation type) and its int32 beta."""
+    gq, bq = np.array([200, 100, 255, 0], np.uint8), np.array([1000, -2000, 30, 0], np.int32)
+    gs, bs = F32(0.01), np.array([0.0001], F32)
+    want_g, want_b = ref_dq(gq, 128, gs), ref_dq(bq, 0, bs)
+    G, Bt = (want_g + F32(0.001)).astype(F32), (want_b + F32(0.00001)).astype(F32)
+    fp = save(make_model([node("LayerNormalization", ["X", "G", "Bt"], ["Y"], "ln")], [arr("G", G), arr("Bt", Bt)],
+                         opset=17), tmp_path / "f.onnx")
+    v = make_model([dq("G_quantized", "G_scale", "G_zero_point", "G_dq", "G_DequantizeLinear"),
+                    dq("Bt_quantized", "Bt_quantized_scale", None, "Bt", "Bt_DequantizeLinear"),
+                    node("LayerNormalization", ["X", "G_dq", "Bt"], ["Y"], "ln")],
+                   [arr("G_quantized", gq), arr("G_scale", gs), arr("G_zero_point", np.uint8(128)),
+                    arr("Bt_quantized", bq), arr("Bt_quantized_scale", bs)], opset=17)
+    vp = save(v, tmp_path / "v.onnx")
+    qts = quant_tensors(vp)
+    assert qts["G_quantized"].role == "norm_scale" and qts["Bt_quantized"].role == "bias"
+    a = analyze_rows(fp, vp)
+    assert_row(row_of(a, "G"), w=G, dq=want_g, q=gq, scale=gs, zero_point=128, role="norm_scale")
+    assert_row(row_of(a, "Bt"), w=Bt, dq=want_b, q=bq, scale=bs, zero_point=0, role="bias")
