@@ -8,6 +8,8 @@ the low bits for the first element of the byte.
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto as TP
 
 from builders import (
@@ -60,7 +62,7 @@ def _nbits_case(tmp_path, K, N, bits, bs, sym, seed, flat_scales=False):
     nb = -(-K // bs)
     levels = 1 << bits
     q = rng.integers(0, levels, (K, N))
-    q[0, 0], q[1, 0] = 0, levels - 1
+    q[0, 0], q[-1, 0] = 0, levels - 1
     if sym:
         s = -rng.uniform(0.01, 0.1, (N, nb)).astype(F32)  # ORT's symmetric path: negative scales
         z = np.full((N, nb), levels // 2)
@@ -229,3 +231,17 @@ def test_gather_block_quantized_quantize_axis0(tmp_path):
     np.testing.assert_array_equal(ort_dequant(vp, "E_Q4"), want)  # onnxruntime agrees
     assert (qt.granularity, qt.axis, qt.block_size, qt.n_scales) == ("blockwise", 0, bs, 3 * D)
     assert_row(row_of(analyze_rows(fp, vp), "E"), w=E, dq=want, q=q, scale=s, zero_point=np.zeros(3 * D), axis=0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(K=st.integers(1, 80), N=st.integers(1, 4), bits=st.sampled_from([2, 4, 8]), bs=st.sampled_from([16, 32, 64]),
+       sym=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_matmulnbits_property(tmp_path_factory, K, N, bits, bs, sym, seed):
+    """Random K (padded last block), N, bits, block size, symmetric or not: QuantLens,
+    the reference formula and onnxruntime's MatMulNBits agree exactly."""
+    d = tmp_path_factory.mktemp("nbits")
+    fp, vp, q, s, z, want, W = _nbits_case(d, K, N, bits, bs, sym, seed)
+    qt, dec, got = read(vp, f"W_Q{bits}")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, f"W_Q{bits}"), want)
+    assert (qt.shape, qt.block_size, qt.n_scales) == ((K, N), bs, N * -(-K // bs))
