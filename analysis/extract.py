@@ -529,9 +529,12 @@ def _handle_gather_block(ctx: _Ctx, i: int, node) -> None:
     q = ctx.const(node, 0)
     if not q or not mg.is_const(node.input[2]):
         return
+    if mg.dtype(q) == TensorProto.UINT8:
+        _gather_block_uint8(ctx, i, node, q)
+        return
     if mg.dtype(q) not in (TensorProto.INT4, TensorProto.UINT4):
         raise TensorReadError(f"GatherBlockQuantized data '{q}' of type {dtype_name(mg.dtype(q))} "
-                              "(packed uint8 form) is not read yet")
+                              "is not a quantized table type (int4, uint4, packed uint8)")
     z = node.input[3] if len(node.input) > 3 and node.input[3] else None
     axis = int(node_attr(node, "quantize_axis", 1))
     block = int(node_attr(node, "block_size", 128))
@@ -539,6 +542,60 @@ def _handle_gather_block(ctx: _Ctx, i: int, node) -> None:
                       "gather_table", "GatherBlockQuantized")
     if z is None and mg.dtype(q) == TensorProto.UINT4:
         qt.notes.append("uint4 table without zero points: zero point 0 assumed")
+    qt.node_refs = _refs(ctx, i, 0)
+    ctx.add(qt, mg.node_name(i), node.op_type)
+
+
+def _gather_block_uint8(ctx: _Ctx, i: int, node, q: str) -> None:
+    """GatherBlockQuantized on packed ``uint8`` data (onnxruntime-genai's layout):
+    ``bits`` codes per element packed along the last axis (low bits first), which
+    must be the quantize axis; zero points packed the same way per row, default
+    ``2^(bits-1)`` when absent."""
+    mg = ctx.mg
+    what = f"GatherBlockQuantized '{node.name}'"
+    bits = int(node_attr(node, "bits", 4))
+    if bits not in (2, 4, 8):
+        raise TensorReadError(f"{what}: {bits}-bit codes are not read yet (2, 4 and 8 are)")
+    sh = mg.shape(q)
+    if not sh:
+        raise TensorReadError(f"{what}: a 0-d table cannot be gathered")
+    nd = len(sh)
+    axis = _norm_axis(int(node_attr(node, "quantize_axis", 1)), nd, what)
+    if axis != nd - 1:
+        raise TensorReadError(f"{what}: packed uint8 data must be quantized along its last axis, not {axis}")
+    block = int(node_attr(node, "block_size", 128))
+    if block <= 0:
+        raise TensorReadError(f"{what}: block_size {block} is not positive")
+    D = sh[-1] * (8 // bits)
+    shape = sh[:-1] + (D,)
+    nb = -(-D // block)
+    s_name = node.input[2]
+    if mg.shape(s_name) != sh[:-1] + (nb,):
+        raise TensorReadError(f"{what}: scales of shape {mg.shape(s_name)}, expected {sh[:-1] + (nb,)} "
+                              f"({D} columns in blocks of {block})")
+    z_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
+    if z_name and mg.dtype(z_name) != TensorProto.UINT8:
+        raise TensorReadError(f"{what}: zero points of type {dtype_name(mg.dtype(z_name))} with uint8 data")
+
+    def reader():
+        codes = _unpack_bits(np.asarray(mg.array(q)), bits)                      # [..., D]
+        s = np.asarray(mg.array(s_name))
+        if z_name:
+            zb = np.asarray(mg.array(z_name)).reshape(sh[:-1] + (-1,))
+            z = _unpack_bits(zb, bits)[..., :nb].astype(np.int64)
+        else:
+            z = np.full(s.shape, 1 << (bits - 1), np.int64)  # the kernel's implicit mid code
+        return Decoded(codes, s, z, nd - 1, block, (0,) if nd > 1 else ())
+
+    dn = f"uint{bits}"
+    qt = QuantTensor(
+        name=q, role="gather_table", quant_op="GatherBlockQuantized", storage=ctx.storage(q), consumers=[],
+        consumer_ops=[], dtype=dn, shape=shape, granularity="blockwise", axis=nd - 1, block_size=block,
+        n_scales=tensor_numel(mg.constants[s_name]), reader=reader, name_candidates=strip_quant_suffix(q),
+        layout="identity",
+        notes=[f"uint8 data packing {8 // bits} codes per byte along the last axis"]
+              + ([] if z_name else [f"no zero points: implicit {1 << (bits - 1)}"]),
+        qrange=(0, (1 << bits) - 1))
     qt.node_refs = _refs(ctx, i, 0)
     ctx.add(qt, mg.node_name(i), node.op_type)
 

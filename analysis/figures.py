@@ -59,7 +59,7 @@ def empty_figure(message: str, height: int = 260) -> go.Figure:
 
 def _base_layout(fig: go.Figure, height: int, uirevision) -> None:
     fig.update_layout(height=height, template="plotly_white", font=_FONT, uirevision=uirevision,
-                      hoverlabel=dict(namelength=-1), clickmode="event+select")
+                      hoverlabel=dict(namelength=-1), clickmode="event")
 
 
 def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected: str | None = None,
@@ -139,6 +139,7 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
                      showticklabels=not many, fixedrange=True)
     for i in range(2, len(models) + 1):
         fig.update_xaxes(matches="x", row=1, col=i)
+        fig.update_yaxes(showticklabels=False, row=1, col=i)
     fig.update_xaxes(showgrid=True, zeroline=True, zerolinecolor="#bbb", side="top", tickfont=dict(size=10))
     fig.update_annotations(font=dict(size=12), yshift=22)
     if selected in keys:
@@ -201,7 +202,7 @@ def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: floa
     if selected in keys:
         fig.add_vline(x=keys.index(selected), line=dict(color="#e74c3c", width=1))
     _base_layout(fig, 340 if not many else 380, uirevision)
-    fig.update_layout(margin=dict(l=60, r=10, t=30, b=10), dragmode="select",
+    fig.update_layout(margin=dict(l=60, r=10, t=80, b=10), dragmode="select",
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)))
     return fig
 

@@ -194,3 +194,10 @@ def table_info(view, box: list | None):
     if view.error:
         out.append(html.Span(f" \u2014 table filter ignored: {view.error}", className="text-danger ms-1"))
     return out
+
+
+def url_problems(problems: list[str]):
+    """Warning about parts of the opened link this server cannot honour."""
+    if not problems:
+        return None
+    return dbc.Alert(" ".join(problems), color="warning", className="py-2 small", dismissable=True)

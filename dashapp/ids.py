@@ -20,6 +20,7 @@ JOB_PROGRESS = "job-progress-bar"
 JOB_CANCEL = "job-cancel-button"
 JOB_STATUS = "job-status-text"
 ANALYSIS_ALERT = "analysis-alert-div"
+URL_ALERT = "url-alert-div"                # what in the opened link could not be used
 
 # filters
 OP_FILTER = "op-filter-dropdown"

@@ -87,6 +87,7 @@ def selection_bar():
             dbc.Button("Clear selection", id=ids.CLEAR_SELECTION, size="sm", color="secondary", outline=True,
                        className="ms-auto py-0"),
         ], className="d-flex align-items-center mb-2"),
+        html.Div(id=ids.URL_ALERT),
         html.Div(id=ids.ANALYSIS_ALERT),
         html.Div(id=ids.LAYER_CALLOUT),
     ])

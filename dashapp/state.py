@@ -124,7 +124,7 @@ def reduce_selection(current: dict | None, source: str, payload=None) -> dict:
         ``{"layer": key | None, "layers": [keys]}``.
     source : str
         ``"click"`` (payload: plotly clickData), ``"select"`` (selectedData; ``None``
-        clears), ``"table"`` (payload: ``(active_cell, page_rows)``), ``"key"`` (payload: a
+        clears, an event without layer points is ignored), ``"table"`` (payload: ``(active_cell, page_rows)``), ``"key"`` (payload: a
         layer key, e.g. from the URL or a "show" button), ``"clear"``.
 
     Returns
@@ -141,7 +141,12 @@ def reduce_selection(current: dict | None, source: str, payload=None) -> dict:
         if keys:
             cur["layer"] = keys[0]
     elif source == "select":
-        cur["layers"] = points_keys(payload)
+        # None is a deselect (double-click); an event without layer points is what plotly
+        # emits when a redrawn figure drops its selection, so it changes nothing
+        if payload is None:
+            cur["layers"] = []
+        elif points_keys(payload):
+            cur["layers"] = points_keys(payload)
     elif source == "table":
         cell, rows = payload if isinstance(payload, (list, tuple)) and len(payload) == 2 else (None, None)
         if isinstance(cell, dict) and isinstance(rows, list):

@@ -21,9 +21,8 @@ def register(app, results, manager) -> dict:
         background=True, manager=manager, interval=500, prevent_initial_call=True,
         progress=[Output(ids.JOB_PROGRESS, "value"), Output(ids.JOB_PROGRESS, "label")],
         progress_default=[0, ""],
-        running=[(Output(ids.JOB_BOX, "style"), {"display": "block"}, {"display": "none"}),
-                 (Output(ids.REF_DROPDOWN, "disabled"), True, False),
-                 (Output(ids.VARIANT_DROPDOWN, "disabled"), True, False)],
+        # the pickers stay usable: a new choice replaces the running job (Dash cancels it)
+        running=[(Output(ids.JOB_BOX, "style"), {"display": "block"}, {"display": "none"})],
         cancel=[Input(ids.JOB_CANCEL, "n_clicks")],
     )
     def run_analysis(set_progress, ref, variants):

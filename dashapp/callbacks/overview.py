@@ -3,7 +3,7 @@ also the filter dropdowns' options (they depend on the loaded models)."""
 
 from __future__ import annotations
 
-from dash import Input, Output
+from dash import Input, Output, no_update
 
 from analysis import figures, views
 
@@ -17,13 +17,15 @@ _WAIT = "Choose an FP32 reference and at least one variant."
 def register(app, results) -> dict:
     """Attach this module's callbacks to ``app``; returns them by name (tests call them directly)."""
     @app.callback(
-        Output(ids.OP_FILTER, "options"), Output(ids.ROLE_FILTER, "options"),
-        Output(ids.VARIANT_FILTER, "options"), Input(ids.ANALYSIS_STORE, "data"),
+        Output(ids.OP_FILTER, "options", allow_duplicate=True),
+        Output(ids.ROLE_FILTER, "options", allow_duplicate=True),
+        Output(ids.VARIANT_FILTER, "options", allow_duplicate=True),
+        Input(ids.ANALYSIS_STORE, "data"), prevent_initial_call=True,
     )
     def update_filter_options(store):
         a = current_analysis(results, store)
         if a is None:
-            return [], [], []
+            return no_update, no_update, no_update
         opts = views.filter_options(a.layers)
         return opts["ops"], opts["roles"], list(a.variants)
 

@@ -12,6 +12,11 @@ from ..state import reduce_selection
 _CLICKS = {ids.RANGE_CHART, ids.SQNR_CHART}
 
 
+def _apply(current, source, payload):
+    new = reduce_selection(current, source, payload)
+    return no_update if new == current else new
+
+
 def register(app, results) -> dict:
     """Attach this module's callbacks to ``app``; returns them by name (tests call them directly)."""
     @app.callback(
@@ -25,6 +30,10 @@ def register(app, results) -> dict:
     )
     def update_selection(_rc, _rs, _sc, _ss, cell, _steps, _clear, restored, rows, current):
         trig = ctx.triggered_id
+        fired = {t["prop_id"]: t["value"] for t in ctx.triggered or []}
+        clicks = [v for p, v in fired.items() if p.endswith(".clickData")]
+        if clicks:  # a click may also (de)select the point: the click wins
+            return _apply(current, "click", clicks[0])
         value = ctx.triggered[0]["value"] if ctx.triggered else None
         prop = ctx.triggered[0]["prop_id"].rsplit(".", 1)[-1] if ctx.triggered else ""
         if isinstance(trig, str) and trig in _CLICKS:
@@ -41,8 +50,7 @@ def register(app, results) -> dict:
             event = ("key", (restored or {}).get("layer"))
         else:
             return no_update
-        new = reduce_selection(current, *event)
-        return no_update if new == current else new
+        return _apply(current, *event)
 
     @app.callback(Output(ids.SELECTION_INFO, "children"), Input(ids.SELECTION_STORE, "data"))
     def update_selection_info(selection):

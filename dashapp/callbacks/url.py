@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import Input, Output, State, no_update
 
+from .. import components as c
 from .. import ids
 from ..state import decode_url, encode_url, make_filters
 
@@ -17,19 +18,29 @@ def register(app, results) -> dict:
         Output(ids.TABS, "active_tab"), Output(ids.OP_FILTER, "value"), Output(ids.ROLE_FILTER, "value"),
         Output(ids.VARIANT_FILTER, "value"), Output(ids.SEARCH_FILTER, "value"),
         Output(ids.SQNR_FILTER, "value"), Output(ids.RESTORED_LAYER_STORE, "data"),
+        Output(ids.OP_FILTER, "options"), Output(ids.ROLE_FILTER, "options"),
+        Output(ids.VARIANT_FILTER, "options"), Output(ids.URL_ALERT, "children"),
         Input(ids.URL, "search"),
     )
     def restore_view_from_url(search):
         s = decode_url(search)
-        ref = s["ref"]
-        variants = s["variants"]
-        if not ref:
+        ref, variants, problems = s["ref"], s["variants"], []
+        if ref and catalogue.get(ref) is None:
+            problems.append("The link names a reference model this server does not have; choose one from the list.")
+            ref = None
+        elif not ref:
             guess = catalogue.reference_guess()
             ref = guess.id if guess else None
-        if not variants:
-            variants = [e.id for e in catalogue.default_variants(catalogue.get(ref))]
-        return (ref, variants, s["tab"], s["ops"], s["roles"], s["filter_variants"], s["search"],
-                s["sqnr_below"], {"layer": s["layer"]})
+        known = [v for v in variants if catalogue.get(v) is not None]
+        if len(known) < len(variants):
+            problems.append(f"{len(variants) - len(known)} variant(s) named in the link are not on this server.")
+        if not variants and ref:
+            known = [e.id for e in catalogue.default_variants(catalogue.get(ref))]
+        # the dropdowns drop values missing from their options: offer the link's values
+        # until the analysis fills in the full lists
+        return (ref, known, s["tab"], s["ops"], s["roles"], s["filter_variants"], s["search"],
+                s["sqnr_below"], {"layer": s["layer"]}, s["ops"], s["roles"], s["filter_variants"],
+                c.url_problems(problems))
 
     @app.callback(
         Output(ids.FILTER_STORE, "data"),

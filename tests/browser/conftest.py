@@ -50,3 +50,80 @@ def wait_for(predicate, timeout=15, interval=0.1, message="condition"):
             last = e
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {message} (last: {last!r})")
+
+
+# ---------------------------------------------------------------- page helpers
+def open_page(dash_duo, app, query: str = ""):
+    """Start ``app`` and open it (with ``query``); wait until the analysis is shown."""
+    dash_duo.start_server(app)
+    if query:
+        dash_duo.driver.get(dash_duo.server_url + "/" + query)
+    wait_ready(dash_duo)
+
+
+def wait_ready(dash_duo, timeout=40):
+    """Wait for the range chart to have bars (the job finished and the views rendered)."""
+    dash_duo.wait_for_element("#layer-range-chart .bars path", timeout=timeout)
+
+
+def query_of(dash_duo) -> dict:
+    from urllib.parse import parse_qs, urlparse
+    return {k: v[-1] for k, v in parse_qs(urlparse(dash_duo.driver.current_url).query).items()}
+
+
+def table_column(dash_duo, column: str) -> list[str]:
+    """Texts of one column of the visible table page."""
+    return [e.text for e in dash_duo.find_elements(f"#layer-table td[data-dash-column='{column}']")]
+
+
+def selected_layer(dash_duo) -> str:
+    return dash_duo.find_element("#selected-layer-text").text
+
+
+def go_to_tab(dash_duo, label: str):
+    for a in dash_duo.find_elements("#view-tabs .nav-link"):
+        if a.text.strip() == label:
+            dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", a)
+            a.click()
+            return
+    raise AssertionError(f"no tab {label}")
+
+
+def plotly_points(dash_duo, graph_id: str, trace: int) -> list:
+    """customdata[0] (layer key) of every point of one trace of a graph, from the live figure."""
+    return dash_duo.driver.execute_script(
+        "const gd = document.querySelector(`#${arguments[0]} .js-plotly-plot`);"
+        "return gd.data[arguments[1]].customdata.map(c => c[0]);", graph_id, trace)
+
+
+def click(dash_duo, selector_or_element):
+    """Scroll an element to the middle of the window, then click it (a real click); retried
+    while a loading overlay still covers it."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+    el = (dash_duo.find_element(selector_or_element) if isinstance(selector_or_element, str)
+          else selector_or_element)
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", el)
+
+    def attempt():
+        try:
+            el.click()
+            return True
+        except ElementClickInterceptedException:
+            return False
+    wait_for(attempt, timeout=10, interval=0.3, message="a clickable element")
+    return el
+
+
+def drag_box(dash_duo, graph_id: str, x0: float, y0: float, x1: float, y1: float, steps: int = 10):
+    """A real mouse drag over a graph's plot area, between fractions of its width/height."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    plot = dash_duo.find_element(f"#{graph_id} .nsewdrag")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", plot)
+    time.sleep(0.3)
+    w, h = plot.size["width"], plot.size["height"]
+    chain = ActionChains(dash_duo.driver).move_to_element_with_offset(plot, int(w * x0), int(h * y0)).click_and_hold()
+    for k in range(1, steps + 1):
+        t = k / steps
+        chain = chain.move_to_element_with_offset(plot, int(w * (x0 + (x1 - x0) * t)),
+                                                  int(h * (y0 + (y1 - y0) * t))).pause(0.05)
+    chain.release().perform()

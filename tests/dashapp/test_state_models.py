@@ -50,6 +50,7 @@ def test_selection_reducer_sources():
     box = {"points": [{"customdata": ["a"]}, {"customdata": ["b"]}, {"customdata": ["a"]}, {"x": 1}]}
     s = reduce_selection(s, "select", box)
     assert s == {"layer": "fc1.weight", "layers": ["a", "b"]}
+    assert reduce_selection(s, "select", {"points": []})["layers"] == ["a", "b"]   # redraw artefact: ignored
     assert reduce_selection(s, "select", None)["layers"] == []
     rows = [{"fp32_name": "r0"}, {"fp32_name": "r1"}]
     assert reduce_selection(s, "table", ({"row": 1, "column": 0}, rows))["layer"] == "r1"
