@@ -245,3 +245,46 @@ def test_matmulnbits_property(tmp_path_factory, K, N, bits, bs, sym, seed):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(ort_dequant(vp, f"W_Q{bits}"), want)
     assert (qt.shape, qt.block_size, qt.n_scales) == ((K, N), bs, N * -(-K // bs))
+
+
+@pytest.mark.parametrize("bits, has_zp", [(4, True), (4, False), (8, True), (8, False), (2, False)])
+def test_gather_block_quantized_packed_uint8(tmp_path, bits, has_zp):
+    """GatherBlockQuantized on packed uint8 data (onnxruntime-genai's embeddings):
+    ``8/bits`` codes per byte along the last axis, low bits first; zero points packed
+    per row; without zero points the implicit one is 2^(bits-1)."""
+    V, D, bs = 3, 48, 16
+    nb = 3  # odd: the packed zero points of each row are padded
+    rng = np.random.default_rng(44 + bits + has_zp)
+    levels = 1 << bits
+    q = rng.integers(0, levels, (V, D))
+    s = rng.uniform(0.01, 0.2, (V, nb)).astype(F32)
+    z = rng.integers(0, levels, (V, nb)) if has_zp else np.full((V, nb), levels // 2)
+    want = ref_dq(q, z[:, np.arange(D) // bs], s[:, np.arange(D) // bs])
+    E = (want + F32(0.004)).astype(F32)
+
+    def pack_rows(codes, pad):
+        per = 8 // bits
+        n = -(-codes.shape[1] // per) * per
+        c = np.full((codes.shape[0], n), pad)
+        c[:, :codes.shape[1]] = codes
+        out = np.zeros((codes.shape[0], n // per), np.uint8)
+        for j in range(n):
+            out[:, j // per] |= (c[:, j] << (bits * (j % per))).astype(np.uint8)
+        return out
+
+    packed = pack_rows(q, 0)
+    assert packed.shape == (V, D * bits // 8)
+    fp = save(make_model([node("Gather", ["E", "ids"], ["Y"], "gather")], [arr("E", E)], inputs={"ids": (TP.INT64, None)}),
+              tmp_path / "f.onnx")
+    ins = ["E_Q4", "ids", "E_scales"] + (["E_zero_points"] if has_zp else [])
+    inits = [arr("E_Q4", packed), arr("E_scales", s)] + ([arr("E_zero_points", pack_rows(z, levels - 1))] if has_zp else [])
+    v = make_model([node("GatherBlockQuantized", ins, ["Y"], "gather_Q4", domain=MS, gather_axis=0, quantize_axis=1,
+                         block_size=bs, bits=bits)], inits, ms=1, inputs={"ids": (TP.INT64, None)})
+    vp = save(v, tmp_path / "v.onnx")
+    qt, d, got = read(vp, "E_Q4")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ort_dequant(vp, "E_Q4"), want)  # onnxruntime agrees
+    assert (qt.shape, qt.dtype, qt.granularity, qt.axis, qt.block_size, qt.n_scales) == (
+        (V, D), f"uint{bits}", "blockwise", 1, bs, V * nb)
+    assert_row(row_of(analyze_rows(fp, vp), "E"), w=E, dq=want, q=q, scale=s, zero_point=z, role="gather_table",
+               match_method="name", quant_dtype=f"uint{bits}", levels_available=levels, fp32_shape=f"{V}x{D}")
