@@ -101,7 +101,7 @@ def test_clipped_frac_exact(tmp_path, granularity):
     W = np.array([
         [0.013, -0.004, 0.0, 0.03],
         [lim_hi[0] + 7.3, lim_hi[1] + 0.03 * 0.2, lim_lo[2] - 2.2, lim_hi[3] + 0.08],   # clipped, in, clipped, clipped
-        [lim_hi[0] + 0.03, lim_lo[1] - 0.04 * 0.2 / 0.2, 1.0, -0.2],                  # in, in, in, in
+        [lim_hi[0] + 0.03, lim_lo[1] - 0.04, 1.0, -0.2],                  # in, in, in, in
     ]).astype(F32)
     q = np.clip(np.rint(W.astype(np.float64) / s), -128, 127).astype(np.int8)
     want = ref_dq(q, 0, s)

@@ -3,7 +3,6 @@ axis, block size and storage (raw_data or typed fields).  QuantLens' decoding mu
 equal the reference formula computed here and onnxruntime's own DequantizeLinear."""
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto as TP

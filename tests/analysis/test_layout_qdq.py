@@ -8,6 +8,7 @@ computed here from the DequantizeLinear definition ``y = (x - x_zero_point) * x_
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from onnx import TensorProto as TP
 
@@ -17,6 +18,10 @@ from builders import (
 )
 
 F32 = np.float32
+
+
+def pd_isna(x):
+    return bool(pd.isna(x))
 
 
 def _mm_pair(tmp_path, W, q_init, s_init, z_init, opset=13, **kw):
@@ -57,11 +62,6 @@ def test_per_tensor_int8(tmp_path):
                levels_available=256, zp_out_of_range=False, scale_zero=0, fp32_nonfinite=0)
     assert pd_isna(r["axis"]) and pd_isna(r["block_size"])
     assert r["levels_used"] == len(np.unique(q))
-
-
-def pd_isna(x):
-    import pandas as pd
-    return bool(pd.isna(x))
 
 
 def test_per_tensor_uint8_nonzero_zero_point_no_wraparound(tmp_path):
