@@ -11,13 +11,20 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def _one_line(msg: object) -> str:
+    """``msg`` on one line: model-controlled text (tensor names, paths) may hold newlines or
+    terminal escapes, which are shown escaped."""
+    s = str(msg)
+    return s if s.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
 def _worst_table(layers, n: int = 10) -> str:
     q = layers[layers["status"] == "quantized"].sort_values("sqnr_db", kind="stable").head(n)
     if q.empty:
         return "no quantized tensors matched to the FP32 model"
     lines = [f"{'variant':<28} {'fp32 tensor':<36} {'role':<8} {'dtype':<7} {'granularity':<11} {'SQNR dB':>8}"]
     for r in q.itertuples():
-        lines.append(f"{str(r.variant)[:28]:<28} {str(r.fp32_name)[:36]:<36} {str(r.role)[:8]:<8} "
+        lines.append(f"{_one_line(r.variant)[:28]:<28} {_one_line(r.fp32_name)[:36]:<36} {str(r.role)[:8]:<8} "
                      f"{str(r.quant_dtype):<7} {str(r.granularity):<11} {r.sqnr_db:>8.2f}")
     return "\n".join(lines)
 
@@ -34,14 +41,14 @@ def _cmd_analyze(args) -> int:
     print(f"{len(q)} quantized tensors in {len(a.variants)} variant(s); tables written to {out}/")
     for label, probs in a.problems.items():
         for p in probs:
-            print(f"warning: {label}: {p}", file=sys.stderr)
+            print(_one_line(f"warning: {label}: {p}"), file=sys.stderr)
     print(_worst_table(a.layers))
     if args.fail_under_sqnr is not None:
         bad = q[q["sqnr_db"].fillna(-math.inf) < args.fail_under_sqnr]
         if len(bad):
             print(f"FAIL: {len(bad)} weight(s) below {args.fail_under_sqnr} dB SQNR:", file=sys.stderr)
             for r in bad.itertuples():
-                print(f"  {r.variant}: {r.fp32_name} ({r.sqnr_db:.2f} dB)", file=sys.stderr)
+                print(_one_line(f"  {r.variant}: {r.fp32_name} ({r.sqnr_db:.2f} dB)"), file=sys.stderr)
             return 3
     return 0
 
@@ -76,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _cmd_analyze(args) if args.cmd == "analyze" else _cmd_serve(args)
     except QuantLensError as e:
-        print(f"quantlens: error: {e}", file=sys.stderr)
+        print(_one_line(f"quantlens: error: {e}"), file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"quantlens: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(_one_line(f"quantlens: error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("quantlens: interrupted", file=sys.stderr)

@@ -12,6 +12,8 @@ OUTLIER_RATIO = 12.0
 CLIP_FRAC = 1e-3
 #: Share of integer levels used below which the grid is called wasted.
 GRID_USE = 0.25
+#: Smallest normal float32: a nonzero scale below it is subnormal (flushed to zero by FTZ/DAZ code).
+SUBNORMAL = 1.1754944e-38
 
 
 def diagnose(row: dict) -> list[str]:
@@ -25,7 +27,7 @@ def diagnose(row: dict) -> list[str]:
     Returns
     -------
     list of str
-        Short findings, worst first: invalid parameters, NaN/Inf, clipping,
+        Short findings, worst first: invalid or subnormal parameters, NaN/Inf, clipping,
         outliers, wasted grid.
     """
     out = []
@@ -35,6 +37,10 @@ def diagnose(row: dict) -> list[str]:
         out.append(f"{row['scale_nonfinite']} NaN/Inf scale(s)")
     if row.get("scale_negative") and row.get("quant_op") != "MatMulNBits":
         out.append(f"{row['scale_negative']} negative scale(s)")
+    tiny = [v for v in (row.get("scale_min"), row.get("scale_max"))
+            if v is not None and math.isfinite(v) and 0 < abs(v) < SUBNORMAL]
+    if tiny:
+        out.append(f"subnormal scale ({tiny[0]:.3g}): below float32's normal range")
     if row.get("zp_out_of_range"):
         out.append(f"zero point outside the {row.get('quant_dtype')} range")
     if row.get("fp32_nonfinite"):

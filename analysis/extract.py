@@ -654,12 +654,14 @@ def _handle_nbits(ctx: _Ctx, i: int, node) -> None:
 
 
 # ------------------------------------------------------------------------ fallback
-def _fallback(ctx: _Ctx) -> None:
+def _fallback(ctx: _Ctx, problems: list, skip: set) -> None:
     """Integer constants named ``X_quantized`` with an ``X_scale`` sibling that no
-    handler claimed (e.g. a table read by an op QuantLens does not know)."""
+    handler claimed (e.g. a table read by an op QuantLens does not know).  Tensors in
+    ``skip`` were already reported by their node; other failures go to ``problems``."""
     mg = ctx.mg
     for name, t in mg.constants.items():
-        if name in ctx.found or not name.endswith("_quantized") or t.data_type not in INTEGER_TYPES:
+        if (name in ctx.found or name in skip or not name.endswith("_quantized")
+                or t.data_type not in INTEGER_TYPES):
             continue
         base = name[: -len("_quantized")]
         if not mg.is_const(base + "_scale"):
@@ -668,7 +670,11 @@ def _fallback(ctx: _Ctx) -> None:
         cons = mg.consumers.get(name, [])
         op = mg.nodes[cons[0][0]].op_type if cons else ""
         role = "bias" if t.data_type == TensorProto.INT32 else role_of(op, cons[0][1]) if cons else "other"
-        qt = _make_linear(ctx, f"tensor '{name}'", name, base + "_scale", z, None, 0, role, "by_name")
+        try:
+            qt = _make_linear(ctx, f"tensor '{name}'", name, base + "_scale", z, None, 0, role, "by_name")
+        except QuantLensError as e:  # one bad tensor must not hide the others
+            problems.append(str(e))
+            continue
         qt.notes.append("found by its name only (no known operator reads its parameters)")
         if not cons:
             ctx.add(qt, "", "")
@@ -707,7 +713,7 @@ def find_quantized(mg: ModelGraph) -> tuple[list[QuantTensor], list[str]]:
         model is still analysed).
     """
     ctx = _Ctx(mg)
-    problems = []
+    problems, failed = [], set()
     for i, node in enumerate(mg.nodes):
         h = _HANDLERS.get(node.op_type)
         if h is None:
@@ -716,8 +722,6 @@ def find_quantized(mg: ModelGraph) -> tuple[list[QuantTensor], list[str]]:
             h(ctx, i, node)
         except QuantLensError as e:
             problems.append(f"{mg.node_name(i)} ({node.op_type}): {e}")
-    try:
-        _fallback(ctx)
-    except QuantLensError as e:
-        problems.append(str(e))
+            failed.update(node.input)
+    _fallback(ctx, problems, failed)
     return list(ctx.found.values()), problems

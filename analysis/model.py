@@ -16,13 +16,26 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import NodeProto, TensorProto
 
-from .errors import ModelLoadError
-from .tensors import tensor_to_array
+from .errors import ModelLoadError, TensorReadError, UnsafeModelError
+from .tensors import external_data_path, tensor_shape, tensor_to_array
 
 __all__ = ["ModelGraph", "load_model", "parse_model_bytes", "node_attr"]
 
 #: Largest model file accepted (the protobuf itself; external data is separate).
 MAX_PROTO_BYTES = 2**31 - 1
+#: Most constant tensors (initializers + Constant nodes) a model may hold: every one costs a
+#: fixed amount of work, so a 4 MB file of 200,000 one-element tensors would take minutes.
+#: ``QUANTLENS_MAX_TENSORS`` overrides it.
+MAX_TENSORS = 100_000
+
+
+def max_tensors() -> int:
+    """The tensor-count limit in force (``QUANTLENS_MAX_TENSORS`` or :data:`MAX_TENSORS`)."""
+    try:
+        n = int(os.environ.get("QUANTLENS_MAX_TENSORS", "0"))
+    except ValueError:
+        n = 0
+    return n if n > 0 else MAX_TENSORS
 
 
 def node_attr(node: NodeProto, name: str, default=None):
@@ -104,10 +117,56 @@ def _constant_tensor(node: NodeProto) -> TensorProto | None:
     return None
 
 
+def _iter_tensors(msg):
+    """Every ``TensorProto`` anywhere in ``msg`` (initializers, sparse tensors, node
+    attributes, subgraphs at any depth, functions, training info)."""
+    stack = [msg]
+    while stack:
+        m = stack.pop()
+        if isinstance(m, TensorProto):
+            yield m
+            continue
+        for fd, value in m.ListFields():
+            if fd.message_type is None:
+                continue
+            if hasattr(value, "ListFields"):
+                stack.append(value)
+            else:  # a repeated message field
+                stack.extend(value)
+
+
+def _subgraph_weights(g: onnx.GraphProto) -> int:
+    """Initializers and Constant nodes inside the If/Loop/Scan bodies of ``g`` (any depth)."""
+    n, stack = 0, [g]
+    while stack:
+        for node in stack.pop().node:
+            for a in node.attribute:
+                subs = [a.g] if a.HasField("g") else []
+                for sg in [*subs, *a.graphs]:
+                    n += len(sg.initializer) + len(sg.sparse_initializer)
+                    n += sum(1 for x in sg.node if x.op_type == "Constant")
+                    stack.append(sg)
+    return n
+
+
+def _version_warnings(model: onnx.ModelProto) -> list[str]:
+    out = []
+    known_ir, known_opset = onnx.IR_VERSION, onnx.defs.onnx_opset_version()
+    if model.ir_version > known_ir:
+        out.append(f"IR version {model.ir_version} is newer than the installed onnx knows ({known_ir}): "
+                   "the model was read as far as this onnx understands it")
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version > known_opset:
+            out.append(f"opset {o.version} is newer than the installed onnx knows ({known_opset}): "
+                       f"operators are read with the rules of opset {known_opset}; check the results")
+    return out
+
+
 def _index(model: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> ModelGraph:
     g = model.graph
     mg = ModelGraph(path=path, base_dir=base_dir, proto=model)
     mg.opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    mg.warnings.extend(_version_warnings(model))
     for t in g.initializer:
         if not t.name:
             mg.warnings.append("an initializer without a name was ignored")
@@ -134,6 +193,16 @@ def _index(model: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> 
                 t.name = n.output[0]
                 mg.constants[n.output[0]] = t
                 mg.constant_storage[n.output[0]] = "constant_node"
+    for name, t in list(mg.constants.items()):
+        try:
+            tensor_shape(t)  # impossible dims would break every size computed later
+        except TensorReadError as e:
+            del mg.constants[name], mg.constant_storage[name]
+            mg.warnings.append(f"{e}; it was ignored")
+    n_sub = _subgraph_weights(g)
+    if n_sub:
+        mg.warnings.append(f"{n_sub} weight(s) inside If/Loop/Scan subgraphs are not analysed "
+                           "(only the main graph is)")
     return mg
 
 
@@ -142,6 +211,11 @@ def _check(model: onnx.ModelProto, what: str) -> None:
         raise ModelLoadError(f"{what} is not an ONNX model (no IR version; empty or not a model file)")
     if not model.HasField("graph") or (not len(model.graph.node) and not len(model.graph.initializer)):
         raise ModelLoadError(f"{what} holds an ONNX model with no nodes and no weights: nothing to analyse")
+    g, limit = model.graph, max_tensors()
+    n = len(g.initializer) + sum(1 for x in g.node if x.op_type == "Constant")
+    if n > limit:
+        raise ModelLoadError(f"{what} holds {n} constant tensors, more than QuantLens analyses ({limit}; "
+                             "set QUANTLENS_MAX_TENSORS to raise the limit)")
 
 
 def parse_model_bytes(data: bytes, label: str = "upload") -> ModelGraph:
@@ -157,7 +231,7 @@ def parse_model_bytes(data: bytes, label: str = "upload") -> ModelGraph:
     except (DecodeError, RuntimeError, ValueError) as e:
         raise ModelLoadError(f"{label} is not an ONNX model (protobuf decode failed: {e})") from None
     _check(model, label)
-    if any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer):
+    if any(t.data_location == TensorProto.EXTERNAL for t in _iter_tensors(model)):
         raise ModelLoadError(
             f"{label} keeps its weights in external data files; uploads must be self-contained: "
             "place the model and its data files in the server's model folder instead")
@@ -180,6 +254,9 @@ def load_model(path: str | os.PathLike) -> ModelGraph:
     ------
     ModelLoadError
         Missing file, not an ONNX model, empty graph.
+    UnsafeModelError
+        External data that leaves the model folder (links, ``..``, absolute
+        paths, special files, unknown keys); nothing is read from it.
     """
     p = Path(path)
     try:
@@ -197,5 +274,16 @@ def load_model(path: str | os.PathLike) -> ModelGraph:
     except (DecodeError, RuntimeError, ValueError) as e:
         raise ModelLoadError(f"'{p.name}' is not an ONNX model (protobuf decode failed: {e})") from None
     _check(model, f"'{p.name}'")
-    return _index(model, p, p.parent)
+    mg = _index(model, p, p.parent)
+    for t in mg.constants.values():
+        if t.data_location == TensorProto.EXTERNAL:
+            # Refuse a model whose external data escapes its folder before anything is read;
+            # a missing or short file is reported per tensor when it is read.
+            try:
+                external_data_path(t, mg.base_dir)
+            except UnsafeModelError as e:
+                raise UnsafeModelError(f"'{p.name}' refused: {e}") from None
+            except TensorReadError:
+                pass
+    return mg
 

@@ -9,6 +9,7 @@ two's complement); float8 types come back as ``ml_dtypes`` arrays.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from pathlib import Path
@@ -103,7 +104,7 @@ def tensor_shape(t: TensorProto) -> tuple[int, ...]:
 
 def tensor_numel(t: TensorProto) -> int:
     """Number of elements of ``t`` (1 for a scalar)."""
-    return int(np.prod(tensor_shape(t), dtype=np.int64))
+    return math.prod(tensor_shape(t))
 
 
 def unpack_4bit(packed: np.ndarray, n: int, signed: bool) -> np.ndarray:
@@ -135,27 +136,54 @@ def unpack_4bit(packed: np.ndarray, n: int, signed: bool) -> np.ndarray:
     return out
 
 
-def external_data_path(t: TensorProto, base_dir: Path) -> tuple[Path, int, int | None]:
+#: ``external_data`` keys ONNX defines (onnx >= 1.21 ignores others; QuantLens refuses them).
+EXTERNAL_DATA_KEYS = frozenset({"location", "offset", "length", "checksum", "basepath"})
+
+
+def _shown(s: str, n: int = 200) -> str:
+    """``s`` for a message: control characters escaped, cut after ``n`` characters."""
+    s = s.encode("unicode_escape").decode("ascii") if not s.isprintable() else s
+    return s if len(s) <= n else f"{s[:n]}... ({len(s)} characters)"
+
+
+def external_data_path(t: TensorProto, base_dir: Path,
+                       need: int | None = None) -> tuple[Path, int, int | None]:
     """Resolve the external file of ``t`` safely.
 
     The location must be relative, free of ``..``, not a symbolic link, not a
-    hard link, and its real path must stay inside ``base_dir``; any other
-    case raises :class:`UnsafeModelError`.
+    hard link, and its real path must stay inside ``base_dir``; the keys must
+    be ONNX's own; any other case raises :class:`UnsafeModelError`.
+
+    Parameters
+    ----------
+    need : int, optional
+        Bytes the tensor occupies: checked against the file size when the
+        tensor states no ``length``.
 
     Returns
     -------
     (path, offset, length)
         ``length`` is ``None`` when the tensor does not state it.
     """
-    info = {e.key: e.value for e in t.external_data}
+    info = {}
+    for e in t.external_data:
+        if e.key not in EXTERNAL_DATA_KEYS:
+            raise UnsafeModelError(f"tensor '{t.name}': unknown external data key '{_shown(e.key, 100)}' "
+                                   f"(ONNX allows {', '.join(sorted(EXTERNAL_DATA_KEYS))})")
+        if e.key in info:
+            raise UnsafeModelError(f"tensor '{t.name}': external data key '{e.key}' is given twice")
+        info[e.key] = e.value
     loc = info.get("location", "")
     if not loc:
         raise TensorReadError(f"tensor '{t.name}' is external but names no location")
+    if "\0" in loc:
+        raise UnsafeModelError(f"tensor '{t.name}': external data location '{_shown(loc)}' contains a NUL byte")
+    shown = _shown(loc)
     if os.path.isabs(loc) or loc.startswith(("/", "\\")) or ":" in loc:
-        raise UnsafeModelError(f"tensor '{t.name}': external data location '{loc}' is absolute")
+        raise UnsafeModelError(f"tensor '{t.name}': external data location '{shown}' is absolute")
     parts = Path(loc.replace("\\", "/")).parts
     if ".." in parts:
-        raise UnsafeModelError(f"tensor '{t.name}': external data location '{loc}' leaves the model folder")
+        raise UnsafeModelError(f"tensor '{t.name}': external data location '{shown}' leaves the model folder")
     base = Path(os.path.realpath(base_dir))
     cand = base_dir / loc
     # Check every component for links before resolving: a symlinked folder is an escape too.
@@ -163,18 +191,18 @@ def external_data_path(t: TensorProto, base_dir: Path) -> tuple[Path, int, int |
     for p in parts:
         cur = cur / p
         if cur.is_symlink():
-            raise UnsafeModelError(f"tensor '{t.name}': external data path '{loc}' goes through a symbolic link")
+            raise UnsafeModelError(f"tensor '{t.name}': external data path '{shown}' goes through a symbolic link")
     real = Path(os.path.realpath(cand))
     if base != real and base not in real.parents:
-        raise UnsafeModelError(f"tensor '{t.name}': external data '{loc}' resolves outside the model folder")
+        raise UnsafeModelError(f"tensor '{t.name}': external data '{shown}' resolves outside the model folder")
     try:
         st = os.stat(real)
     except OSError as e:
-        raise TensorReadError(f"tensor '{t.name}': external data file '{loc}' cannot be read ({e.strerror})") from None
+        raise TensorReadError(f"tensor '{t.name}': external data file '{shown}' cannot be read ({e.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise UnsafeModelError(f"tensor '{t.name}': external data '{loc}' is not a regular file")
+        raise UnsafeModelError(f"tensor '{t.name}': external data '{shown}' is not a regular file")
     if st.st_nlink > 1:
-        raise UnsafeModelError(f"tensor '{t.name}': external data '{loc}' has multiple hard links")
+        raise UnsafeModelError(f"tensor '{t.name}': external data '{shown}' has multiple hard links")
     try:
         offset = int(info.get("offset", 0) or 0)
         length = int(info["length"]) if info.get("length") else None
@@ -182,10 +210,11 @@ def external_data_path(t: TensorProto, base_dir: Path) -> tuple[Path, int, int |
         raise TensorReadError(f"tensor '{t.name}': external data offset/length are not integers") from None
     if offset < 0 or (length is not None and length < 0):
         raise TensorReadError(f"tensor '{t.name}': negative external data offset or length")
-    if offset + (length or 0) > st.st_size:
+    span = length if length is not None else (need or 0)
+    if offset + span > st.st_size:
         raise TensorReadError(
-            f"tensor '{t.name}': external data needs bytes {offset}..{offset + (length or 0)} "
-            f"but '{loc}' has {st.st_size}")
+            f"tensor '{t.name}': external data needs bytes {offset}..{offset + span} "
+            f"but '{shown}' has {st.st_size}")
     return real, offset, length
 
 
@@ -222,21 +251,24 @@ def tensor_to_array(t: TensorProto, base_dir: Path | None = None) -> np.ndarray:
     if dt not in _NP and dt not in _FOUR_BIT:
         raise TensorReadError(f"tensor '{t.name}' has unsupported element type {dtype_name(dt)}")
     shape = tensor_shape(t)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)  # exact: tensor_shape bounded it
     four = dt in _FOUR_BIT
     store = np.dtype(np.uint8) if four else _NP[dt]
     need = _raw_bytes_needed(dt, n)
     if t.data_location == TensorProto.EXTERNAL:
         if base_dir is None:
             raise UnsafeModelError(f"tensor '{t.name}' lives in an external file, which is not allowed here")
-        path, offset, length = external_data_path(t, base_dir)
+        path, offset, length = external_data_path(t, base_dir, need)
         if length is not None and length != need:
             raise TensorReadError(f"tensor '{t.name}': external length {length} bytes, {need} expected")
         if need == 0:
             flat = np.empty(0, store)
         else:
-            flat = np.memmap(path, dtype=store, mode="r", offset=offset,
-                             shape=(need // store.itemsize,))
+            try:
+                flat = np.memmap(path, dtype=store, mode="r", offset=offset,
+                                 shape=(need // store.itemsize,))
+            except (OSError, ValueError) as e:  # e.g. the file shrank after the checks
+                raise TensorReadError(f"tensor '{t.name}': external data cannot be mapped ({e})") from None
     elif t.HasField("raw_data"):
         raw = t.raw_data
         if len(raw) != need:
