@@ -27,11 +27,14 @@ import numpy as np
 import onnx
 import pandas as pd
 
+from .errors import QuantLensError
+from .tensors import external_data_path
+
 __all__ = ["cache_dir", "content_hash", "entry_key", "load_entry", "store_entry", "key_lock",
            "ANALYSIS_VERSION"]
 
 #: Bump when the tables' meaning changes: old entries are then ignored.
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"
 _CHUNK = 1 << 22
 
 
@@ -56,12 +59,13 @@ def _model_files(path: Path) -> list[Path]:
     seen = set()
     for t in m.graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            for e in t.external_data:
-                if e.key == "location" and e.value not in seen and ".." not in e.value:
-                    seen.add(e.value)
-                    p = path.parent / e.value
-                    if p.is_file():
-                        files.append(p)
+            try:  # the loader's own checks: never hash a file outside the model folder
+                p = external_data_path(t, path.parent)[0]
+            except QuantLensError:
+                continue  # refused or missing: the loader reports it
+            if p not in seen:
+                seen.add(p)
+                files.append(p)
     return files
 
 
@@ -154,8 +158,15 @@ def _encode(df: pd.DataFrame, prefix: str, arrays: dict, meta: dict) -> None:
         elif s.dtype.kind in "fiub":
             vals = s.to_numpy()
         else:
-            vals = np.array(["" if m else str(v) for v, m in zip(s.tolist(), mask)], dtype=str)
-            dt = "text:" + dt
+            # Dictionary-encoded UTF-8: a fixed-width str array would pad every cell to the
+            # longest name (a 100k-character tensor name times every histogram row).
+            codes, uniques = pd.factorize(np.array(["" if m else str(v) for v, m in zip(s.tolist(), mask)],
+                                                   dtype=object))
+            enc = [u.encode("utf-8", "surrogatepass") for u in uniques]
+            arrays[f"{prefix}/{c}/s"] = np.frombuffer(b"".join(enc), np.uint8)
+            arrays[f"{prefix}/{c}/o"] = np.cumsum([0] + [len(e) for e in enc], dtype=np.int64)
+            vals = codes.astype(np.int64)
+            dt = "utf8:" + dt
         arrays[f"{prefix}/{c}/v"] = vals
         arrays[f"{prefix}/{c}/m"] = mask
         cols.append([c, dt])
@@ -166,7 +177,15 @@ def _decode(npz, prefix: str, meta: dict) -> pd.DataFrame:
     data = {}
     for c, dt in meta[prefix]:
         v, m = npz[f"{prefix}/{c}/v"], npz[f"{prefix}/{c}/m"]
-        if dt.startswith("text:"):
+        if dt.startswith("utf8:"):
+            blob, offs = npz[f"{prefix}/{c}/s"].tobytes(), npz[f"{prefix}/{c}/o"]
+            uniques = np.array([blob[a:b].decode("utf-8", "surrogatepass")
+                                for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())] + [""], dtype=object)
+            s = pd.Series(uniques[v], dtype=object)
+            s[m] = None
+            if dt != "utf8:object":
+                s = s.astype(dt[5:])
+        elif dt.startswith("text:"):
             s = pd.Series(v.astype(object), dtype=object)
             s[m] = None
             if dt != "text:object":

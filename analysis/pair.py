@@ -105,10 +105,11 @@ class _Tables:
         if not self.hist:
             return pd.DataFrame(columns=HISTOGRAM_COLUMNS)
         sizes = [len(h[7]) for h in self.hist]
-        rep = lambda i: np.repeat(np.array([h[i] for h in self.hist], dtype=object), sizes)  # noqa: E731
+        # Object arrays of the same str objects: a fixed-width ``astype(str)`` would copy a
+        # (possibly 100k-character) tensor name into every bin row.
+        rep = lambda i: np.repeat(np.array([str(h[i]) for h in self.hist], dtype=object), sizes)  # noqa: E731
         return pd.DataFrame({
-            "variant": rep(0).astype(str), "fp32_name": rep(1).astype(str),
-            "quant_tensor": rep(2).astype(str), "kind": rep(3).astype(str),
+            "variant": rep(0), "fp32_name": rep(1), "quant_tensor": rep(2), "kind": rep(3),
             "bin": np.concatenate([h[4] for h in self.hist]).astype(np.int64),
             "left": np.concatenate([h[5] for h in self.hist]),
             "right": np.concatenate([h[6] for h in self.hist]),
@@ -118,9 +119,9 @@ class _Tables:
         if not self.channels:
             return pd.DataFrame(columns=CHANNEL_COLUMNS)
         sizes = [len(c[2]["channel"]) for c in self.channels]
-        data = {"variant": np.full(sum(sizes), self.label, dtype=object).astype(str),
-                "fp32_name": np.repeat(np.array([c[0] for c in self.channels], dtype=object), sizes).astype(str),
-                "quant_tensor": np.repeat(np.array([c[1] for c in self.channels], dtype=object), sizes).astype(str)}
+        data = {"variant": np.full(sum(sizes), str(self.label), dtype=object),
+                "fp32_name": np.repeat(np.array([str(c[0]) for c in self.channels], dtype=object), sizes),
+                "quant_tensor": np.repeat(np.array([str(c[1]) for c in self.channels], dtype=object), sizes)}
         for k in CHANNEL_COLUMNS[3:]:
             data[k] = np.concatenate([np.asarray(c[2][k]) for c in self.channels])
         return pd.DataFrame(data)[CHANNEL_COLUMNS]
@@ -183,7 +184,9 @@ def _quant_row(tab: _Tables, variant: ModelGraph, fw: FloatWeight | None, m: Mat
     name = fw.name if fw is not None else ""
     left, right = grid.edges(st.dq_bins)
     tab.add_hist(name, qt.name, "dq", left, right, st.dq_counts, st.dq_bins)
-    tab.add_hist(name, qt.name, "code", st.code_left, st.code_right, st.code_counts)
+    used = np.flatnonzero(st.code_counts)  # from the lowest to the highest code used
+    a, b = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+    tab.add_hist(name, qt.name, "code", st.code_left[a:b], st.code_right[a:b], st.code_counts[a:b])
     if w is not None and st.channels is not None:
         tab.add_channels(name, qt.name, st.channels)
     return st.fp_done
@@ -245,7 +248,13 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
     """
     weights = float_weights(fp32)
     vweights = float_weights(variant)
-    qts, problems = find_quantized(variant)
+    qts, unread = find_quantized(variant)
+    problems = [*(f"FP32 model: {w}" for w in fp32.warnings), *variant.warnings, *unread]
+    if not weights:
+        problems.append("the FP32 model has no float weights read by any node: nothing to compare "
+                        "with (was a quantized model given as the FP32 reference?)")
+    if not qts and not unread:
+        problems.append("no quantized tensors found: this variant looks like a float model")
     matches = match_variant(qts, fp32, weights)
     by_fp32: dict[str, list[Match]] = {}
     for m in matches:
