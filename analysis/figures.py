@@ -133,10 +133,9 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
                                "%{fullData.name}: from %{base:.4g}, %{x:.4g} wide<br>%{customdata[3]}"
                                "<extra></extra>"),
                 showlegend=False), row=1, col=col)
-    many = len(keys) > _MAX_TICK_LABELS * 4
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=keys, autorange="reversed",
                      tickvals=keys, ticktext=[_txt(shorten(k)) for k in keys], tickfont=dict(size=11),
-                     showticklabels=not many, fixedrange=True)
+                     fixedrange=True)
     for i in range(2, len(models) + 1):
         fig.update_xaxes(matches="x", row=1, col=i)
         fig.update_yaxes(showticklabels=False, row=1, col=i)
@@ -173,6 +172,7 @@ def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: floa
     finite = sr.loc[np.isfinite(sr["sqnr_db"]), "sqnr_db"]
     top = float(finite.max()) + 5 if not finite.empty else 100.0
     hl = set(highlighted or [])
+    many = len(keys) > _MAX_TICK_LABELS
     fig = go.Figure()
     for v in variants:
         d = sr[sr["variant"] == v]
@@ -181,17 +181,16 @@ def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: floa
         y = np.where(d["exact"], top, d["sqnr_db"])
         shown = np.where(d["exact"], "exact (inf)", [f"{s:.2f} dB" for s in d["sqnr_db"]])
         fig.add_trace(go.Scatter(
-            x=d["fp32_name"], y=y, mode="lines+markers", name=_txt(v),
+            x=d["fp32_name"], y=y, mode="markers" if many else "lines+markers", name=_txt(v),
             line=dict(color=colors.get(v), width=1.5), connectgaps=False,
-            marker=dict(size=8, color=colors.get(v),
+            marker=dict(size=6 if many else 8, color=colors.get(v),
                         symbol=np.where(d["exact"], "triangle-up", "circle").tolist()),
             customdata=np.column_stack([d["fp32_name"], _esc(d["fp32_name"]), _esc(d["layer"].fillna("")), shown]),
             selectedpoints=([i for i, k in enumerate(d["fp32_name"]) if k in hl] if hl else None),
             unselected=dict(marker=dict(opacity=0.3)),
             hovertemplate="<b>%{customdata[1]}</b><br>node %{customdata[2]}<br>%{fullData.name}: "
                           "%{customdata[3]}<extra></extra>"))
-    many = len(keys) > _MAX_TICK_LABELS
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=keys,
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=keys, showgrid=not many,
                      tickvals=keys, ticktext=[_txt(shorten(k, 18)) for k in keys], tickangle=-45,
                      showticklabels=not many, title_text=("layers in graph order (hover for names)" if many else None),
                      rangeslider=dict(visible=many, thickness=0.08))
@@ -218,7 +217,8 @@ def value_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants
                           colors: dict | None = None) -> go.Figure:
     """FP32 values and each variant's dequantized values of one layer, on identical bins.
 
-    One row per variant: the FP32 histogram (grey) under the variant's (coloured), both
+    One row per variant: the variant's histogram (coloured bars) under the FP32 one (dark
+    outlines), both
     drawn from the tidy rows with ``x`` = bin centre and ``width = right - left``, so bins
     with the same index have the same edges in every trace.  ``limits`` (from
     :func:`analysis.views.grid_limits`) adds dashed lines at each grid's clip limits when
@@ -240,16 +240,16 @@ def value_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants
     hi_all = max(ref["right"].max() if not ref.empty else -np.inf, dq["right"].max() if not dq.empty else -np.inf)
     span = max(hi_all - lo_all, 1e-12)
     for i, v in enumerate(shown, start=1):
-        if not ref.empty:
-            fig.add_trace(go.Bar(name="FP32", marker=dict(color=_FP32_COLOR), opacity=0.55,
-                                 legendgroup="fp32", showlegend=(i == 1), **_bar_kwargs(ref),
-                                 hovertemplate="FP32 [%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
-                                               "%{y}<extra></extra>"), row=i, col=1)
         d = dq[dq["variant"] == v]
         if not d.empty:
-            fig.add_trace(go.Bar(name=_txt(f"{v} (dequantized)"), marker=dict(color=colors.get(v)), opacity=0.7,
-                                 **_bar_kwargs(d),
+            fig.add_trace(go.Bar(name=_txt(f"{v} (dequantized)"), marker=dict(color=colors.get(v), line=dict(width=0)),
+                                 opacity=0.75, **_bar_kwargs(d),
                                  hovertemplate="%{fullData.name} [%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
+                                               "%{y}<extra></extra>"), row=i, col=1)
+        if not ref.empty:  # FP32 on top as outlines, so both stay visible
+            fig.add_trace(go.Bar(name="FP32", marker=dict(color="rgba(0,0,0,0)", line=dict(color="#2c3e50", width=1)),
+                                 legendgroup="fp32", **_bar_kwargs(ref),
+                                 hovertemplate="FP32 [%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
                                                "%{y}<extra></extra>"), row=i, col=1)
         lim = limits[limits["variant"] == v] if limits is not None and not limits.empty else None
         if lim is not None:
@@ -257,15 +257,14 @@ def value_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants
                 for x, side in ((r.lo, "min"), (r.hi, "max")):
                     if lo_all - span <= x <= hi_all + span:
                         fig.add_vline(x=x, row=i, col=1, line=dict(color="#c0392b", dash="dash", width=1.5),
-                                      annotation_text=f"grid {side} ({r.basis})",
+                                      annotation_text=f"grid {side}",
                                       annotation_font=dict(size=10, color="#c0392b"),
                                       annotation_position="top left" if side == "max" else "top right")
     fig.update_layout(barmode="overlay", bargap=0)
     fig.update_yaxes(type="log" if log else "linear", title_text="count", title_font=dict(size=11))
     fig.update_xaxes(title_text="weight value", row=len(shown), col=1)
-    _base_layout(fig, 90 + 190 * len(shown), key)
-    fig.update_layout(margin=dict(l=60, r=10, t=50, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0, font=dict(size=11)))
+    _base_layout(fig, 80 + 170 * len(shown), key)
+    fig.update_layout(margin=dict(l=60, r=10, t=40, b=40), showlegend=False)
     fig.update_annotations(font=dict(size=11))
     return fig
 
@@ -330,11 +329,13 @@ def channel_chart(channels: pd.DataFrame, key: str | None, *, variants: Sequence
         if d.empty:
             continue
         c = colors.get(v)
-        for col, dash in (("dq_min", None), ("dq_max", None)):
-            fig.add_trace(go.Scatter(x=d["channel"], y=d[col], mode="markers", name=_txt(f"{v} {col}"),
+        for col in ("dq_min", "dq_max"):
+            fig.add_trace(go.Scatter(x=d["channel"], y=d[col], mode="markers",
+                                     name=_txt(f"{v} (dequantized min/max)"),
                                      legendgroup=v, showlegend=(col == "dq_min"),
                                      marker=dict(color=c, size=5, symbol="line-ew-open", line=dict(width=2, color=c)),
-                                     hovertemplate="%{fullData.name}, channel %{x}: %{y:.4g}<extra></extra>"),
+                                     hovertemplate="%{fullData.name}, channel %{x}: " + col[3:]
+                                                   + " %{y:.4g}<extra></extra>"),
                           row=1, col=1)
         blockwise = bool((d["scale_max"] != d["scale_min"]).any())
         fig.add_trace(go.Scatter(

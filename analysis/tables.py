@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from .diagnostics import CLIP_FRAC
-from .views import LOW_SQNR_DB
+from .views import LOW_SQNR_DB, ROLE_RANK
 
 __all__ = ["TABLE_COLUMNS", "FilterClause", "parse_filter_query", "apply_filter_query", "sort_rows",
-           "table_rows", "page_of", "json_records", "table_styles", "TableView", "table_view",
-           "to_csv", "to_json"]
+           "table_rows", "page_of", "json_records", "table_styles", "table_tooltips", "TableView",
+           "table_view", "to_csv", "to_json"]
 
 #: Columns of the dashboard's table: (id, header, kind) with kind ``text``, ``int``,
 #: ``float``, ``db`` or ``percent`` (the UI formats by kind).
@@ -196,12 +196,16 @@ def apply_filter_query(df: pd.DataFrame, query: str | None) -> pd.DataFrame:
 def sort_rows(df: pd.DataFrame, sort_by: Sequence[dict] | None) -> pd.DataFrame:
     """Rows sorted as DataTable's ``sort_by`` says (``[{"column_id", "direction"}]``); blanks last.
 
-    Without ``sort_by``: graph order (``order``), then variant.
+    Without ``sort_by``: graph order (``order``; a layer's weight before its bias), then variant.
     """
     spec = [s for s in (sort_by or []) if s.get("column_id") in df.columns]
     if not spec:
-        keys = [c for c in ("order", "fp32_name", "variant") if c in df.columns]
-        return df.sort_values(keys, kind="stable", na_position="last") if keys else df
+        if not {"order", "role", "fp32_name", "variant"} <= set(df.columns):
+            return df
+        rank = df["role"].map(ROLE_RANK).fillna(9)
+        order = pd.to_numeric(df["order"], errors="coerce").astype(float)
+        key = pd.DataFrame({"o": order, "r": rank, "n": df["fp32_name"], "v": df["variant"]}, index=df.index)
+        return df.loc[key.sort_values(["o", "r", "n", "v"], kind="stable", na_position="last").index]
     cols = [s["column_id"] for s in spec]
     asc = [s.get("direction", "asc") != "desc" for s in spec]
     return df.sort_values(cols, ascending=asc, kind="stable", na_position="last")
@@ -304,6 +308,11 @@ def table_styles(page_rows: pd.DataFrame, layers: pd.DataFrame | None = None,
         if _flag(e.get("fp32_nonfinite")):
             cell(i, "fp32_name", _BAD)
     return rules
+
+
+def table_tooltips(records: list[dict], columns: Sequence[str] = ("diagnostics", "reason")) -> list[dict]:
+    """DataTable ``tooltip_data`` for one page: the full text of the long text columns."""
+    return [{c: {"value": str(r[c]), "type": "text"} for c in columns if r.get(c)} for r in records]
 
 
 @dataclass

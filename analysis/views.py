@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "LOW_SQNR_DB", "MATCH_WARN_FRACTION", "TYPE_RANGES", "FP32_LABEL",
+    "LOW_SQNR_DB", "MATCH_WARN_FRACTION", "TYPE_RANGES", "FP32_LABEL", "ROLE_RANK",
     "filter_layers", "layer_keys", "range_rows", "sqnr_rows", "summary", "reference_summary",
     "match_report", "next_steps", "nodes_to_exclude", "layer_rows", "callouts", "grid_limits",
     "histogram_rows", "channel_rows", "filter_options", "progress_fraction", "variant_colors",
@@ -35,7 +35,8 @@ TYPE_RANGES = {
     "int16": (-32768, 32767), "uint16": (0, 65535), "int32": (-2**31, 2**31 - 1),
     "uint2": (0, 3), "int2": (-2, 1),
 }
-_ROLE_RANK = {"weight": 0, "bias": 1, "gather_table": 2, "norm_scale": 3, "elementwise": 4, "other": 5}
+#: Sort rank of each role: a layer's weight comes before its bias.
+ROLE_RANK = {"weight": 0, "bias": 1, "gather_table": 2, "norm_scale": 3, "elementwise": 4, "other": 5}
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
             "#17becf", "#bcbd22", "#7f7f7f"]
 
@@ -108,7 +109,7 @@ def layer_keys(layers: pd.DataFrame) -> list[str]:
     if k.empty:
         return []
     first = k.groupby("fp32_name", sort=False).agg(order=("order", "min"), role=("role", "first"))
-    first = first.assign(_rank=first["role"].map(_ROLE_RANK).fillna(9),
+    first = first.assign(_rank=first["role"].map(ROLE_RANK).fillna(9),
                          _order=pd.to_numeric(first["order"], errors="coerce").fillna(10**9))
     first = first.reset_index().sort_values(["_order", "_rank", "fp32_name"], kind="stable")
     return first["fp32_name"].tolist()
@@ -448,7 +449,7 @@ def channel_rows(channels: pd.DataFrame, key: str | None, variants: Sequence[str
 def filter_options(layers: pd.DataFrame) -> dict[str, list[str]]:
     """Values offered by the filters: ``ops`` (FP32 consumer op types), ``roles``."""
     ops = sorted({o for s in layers["consumer_ops"].dropna() for o in _split_ops(s)})
-    roles = sorted(set(layers["role"].dropna().astype(str)), key=lambda r: (_ROLE_RANK.get(r, 9), r))
+    roles = sorted(set(layers["role"].dropna().astype(str)), key=lambda r: (ROLE_RANK.get(r, 9), r))
     return {"ops": ops, "roles": roles}
 
 

@@ -12,6 +12,8 @@ import math
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from analysis.figures import empty_figure
+
 from . import ids
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
@@ -57,10 +59,16 @@ def panel(title, body, *, class_name: str = "mb-3", header_extra=None):
 
 
 def graph(graph_id: str, *, height: int | None = None, loading: bool = True):
-    """A responsive ``dcc.Graph`` in a ``dcc.Loading``."""
+    """A responsive ``dcc.Graph`` in a ``dcc.Loading``, blank until its callback fills it."""
     g = dcc.Graph(id=graph_id, config=GRAPH_CONFIG, responsive=True,
-                  style={"height": f"{height}px"} if height else {})
+                  figure=empty_figure("", height=height or 160),
+                  style={"height": f"{height or 160}px"})
     return dcc.Loading(g, type="default", delay_show=300) if loading else g
+
+
+def graph_height(fig) -> dict:
+    """``style`` of a responsive ``dcc.Graph`` that keeps the figure's own height."""
+    return {"height": f"{fig.layout.height or 400}px"}
 
 
 def empty_state(text: str):
@@ -72,8 +80,9 @@ def summary_cards(ref: dict, rows: list[dict]):
     """Headline cards: the reference, then one per variant (from ``views.summary``)."""
     cards = [dbc.Col(dbc.Card(dbc.CardBody([
         html.Div("FP32 reference", className="text-uppercase small text-muted"),
-        html.Div(f"{ref['tensors']} tensors", className="fs-5 fw-bold"),
-        html.Div(f"{ref['weights']} weights in {ref['nodes']} nodes", className="small"),
+        html.Div([html.Span(str(ref["tensors"]), className="fs-5 fw-bold"),
+                  html.Span(" tensors", className="small text-muted")]),
+        html.Div(f"{ref['weights']} weights, {ref['nodes']} nodes", className="small"),
         html.Div(fmt_bytes(ref["fp32_bytes"]), className="small"),
     ], className="p-2"), className="h-100 border-secondary"), className="mb-2", xs=12, sm=6, xl=True)]
     for r in rows:
@@ -83,8 +92,8 @@ def summary_cards(ref: dict, rows: list[dict]):
                      title=r["variant"]),
             html.Div([html.Span(fmt_db(r["median_sqnr_db"]), className="fs-5 fw-bold"),
                       html.Span(" median SQNR", className="small text-muted")]),
-            html.Div(f"coverage {r['quantized']}/{r['tensors']} tensors ({fmt_pct(r['coverage_bytes'])} of bytes)",
-                     className="small"),
+            html.Div(f"{r['quantized']}/{r['tensors']} tensors quantized \u00b7 {fmt_pct(r['coverage_bytes'])} "
+                     "of bytes", className="small", title="quantized coverage: tensors, and share of FP32 bytes"),
             html.Div(["worst ", html.Span(worst or "n/a", className="font-monospace"),
                       f" {fmt_db(r['worst_sqnr_db'])}"], className="small text-truncate", title=worst or ""),
             html.Div(f"{fmt_bytes(r['fp32_bytes'])} \u2192 {fmt_bytes(r['variant_bytes'])}",

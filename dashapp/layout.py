@@ -95,7 +95,8 @@ def selection_bar():
 
 def overview_tab():
     return dbc.Tab(tab_id=ids.TAB_OVERVIEW, label="Overview", children=html.Div([
-        dcc.Loading(html.Div(id=ids.SUMMARY_CARDS, className="mb-3"), delay_show=300),
+        dcc.Loading(html.Div(c.empty_state("Analysing the chosen models\u2026"), id=ids.SUMMARY_CARDS,
+                             className="mb-3"), delay_show=300),
         dbc.Row([
             dbc.Col(c.panel("SQNR per layer (higher is better; drag to select layers)",
                             c.graph(ids.SQNR_CHART, height=340)), lg=8),
@@ -131,13 +132,14 @@ def layer_table():
         sort_action="custom", sort_mode="multi", sort_by=[],
         filter_action="custom", filter_query="", filter_options={"case": "insensitive"},
         style_table={"overflowX": "auto"},
-        style_cell={"fontSize": "12px", "padding": "3px 6px", "fontFamily": "inherit", "textAlign": "right",
-                    "maxWidth": "220px", "overflow": "hidden", "textOverflow": "ellipsis"},
+        style_cell={"fontSize": "12px", "padding": "3px 6px", "fontFamily": "var(--bs-body-font-family)",
+                    "textAlign": "right", "maxWidth": "220px", "overflow": "hidden", "textOverflow": "ellipsis"},
         style_cell_conditional=[{"if": {"column_id": cid}, "textAlign": "left"}
                                 for cid, _, kind in TABLE_COLUMNS if kind == "text"]
-        + [{"if": {"column_id": cid}, "minWidth": "240px", "maxWidth": "420px", "whiteSpace": "normal"}
-           for cid in wide],
+        + [{"if": {"column_id": cid}, "minWidth": "200px", "maxWidth": "320px"} for cid in wide],
+        tooltip_data=[], tooltip_delay=300, tooltip_duration=None,
         style_header={"fontWeight": "bold", "backgroundColor": "#ecf0f1", "whiteSpace": "normal"},
+        style_filter={"backgroundColor": "#fbfcfc"},
         style_data_conditional=[],
         css=[{"selector": ".dash-spreadsheet td div", "rule": "line-height: 1.2;"}],
     )
@@ -159,7 +161,7 @@ def distributions_tab():
             html.Div(id=ids.DIST_TITLE, className="fw-bold me-3"),
             dbc.Switch(id=ids.LOG_SWITCH, label="log counts", value=False, className="ms-auto mb-0"),
         ], className="d-flex align-items-center mb-2"),
-        c.panel("Values: FP32 (grey) and dequantized, on the same bins",
+        c.panel("Values: dequantized (bars) and FP32 (outlines), on the same bins",
                 [c.graph(ids.VALUE_HIST), html.Div(id=ids.GRID_LIMITS, className="mt-1")]),
         c.panel("Stored integer codes", c.graph(ids.CODE_HIST)),
         c.panel("Per channel (per-channel and block-wise tensors)", c.graph(ids.CHANNEL_CHART)),

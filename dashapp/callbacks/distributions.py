@@ -19,6 +19,7 @@ def register(app, results) -> dict:
     @app.callback(
         Output(ids.DIST_TITLE, "children"), Output(ids.VALUE_HIST, "figure"), Output(ids.GRID_LIMITS, "children"),
         Output(ids.CODE_HIST, "figure"), Output(ids.CHANNEL_CHART, "figure"),
+        Output(ids.VALUE_HIST, "style"), Output(ids.CODE_HIST, "style"), Output(ids.CHANNEL_CHART, "style"),
         Input(ids.ANALYSIS_STORE, "data"), Input(ids.FILTER_STORE, "data"), Input(ids.SELECTION_STORE, "data"),
         Input(ids.LOG_SWITCH, "value"),
     )
@@ -26,18 +27,18 @@ def register(app, results) -> dict:
         a = current_analysis(results, store)
         key = (selection or {}).get("layer")
         if a is None or not key:
-            empty = figures.empty_figure(_PICK, height=200)
-            return c.empty_state(_PICK), empty, None, empty, empty
+            empty = figures.empty_figure(_PICK, height=160)
+            return (c.empty_state(_PICK), empty, None, empty, empty) + (c.graph_height(empty),) * 3
         variants = shown_variants(a, filters)
         colors = views.variant_colors(a.variants)
         limits = views.grid_limits(a.layers, a.channels, key, variants)
         title = [html.Span("Layer ", className="text-muted"), html.Span(key, className="font-monospace")]
-        return (title,
-                figures.value_histogram_chart(a.histograms, key, variants=variants, limits=limits, log=bool(log),
-                                              colors=colors),
-                c.limits_table(limits),
-                figures.code_histogram_chart(a.histograms, key, variants=variants, log=bool(log), colors=colors),
-                figures.channel_chart(a.channels, key, variants=variants, colors=colors))
+        value = figures.value_histogram_chart(a.histograms, key, variants=variants, limits=limits, log=bool(log),
+                                              colors=colors)
+        code = figures.code_histogram_chart(a.histograms, key, variants=variants, log=bool(log), colors=colors)
+        chan = figures.channel_chart(a.channels, key, variants=variants, colors=colors)
+        return (title, value, c.limits_table(limits), code, chan,
+                c.graph_height(value), c.graph_height(code), c.graph_height(chan))
 
     return {
         "update_distributions": update_distributions,

@@ -17,7 +17,7 @@ def register(app, results) -> dict:
     @app.callback(
         Output(ids.LAYER_TABLE, "data"), Output(ids.LAYER_TABLE, "page_count"),
         Output(ids.LAYER_TABLE, "page_current"), Output(ids.LAYER_TABLE, "style_data_conditional"),
-        Output(ids.TABLE_INFO, "children"),
+        Output(ids.LAYER_TABLE, "tooltip_data"), Output(ids.TABLE_INFO, "children"),
         Input(ids.ANALYSIS_STORE, "data"), Input(ids.FILTER_STORE, "data"), Input(ids.SELECTION_STORE, "data"),
         Input(ids.LAYER_TABLE, "page_current"), Input(ids.LAYER_TABLE, "sort_by"),
         Input(ids.LAYER_TABLE, "filter_query"), State(ids.LAYER_TABLE, "page_size"),
@@ -25,13 +25,15 @@ def register(app, results) -> dict:
     def update_layer_table(store, filters, selection, page, sort_by, query, page_size):
         a = current_analysis(results, store)
         if a is None:
-            return [], 1, 0, [], "No models analysed yet."
+            return [], 1, 0, [], [], "No models analysed yet."
         sel = selection or {}
         rows = filtered_layers(a, filters, only=box_selection(sel))
+        # paging, sorting or filtering the table keeps its page; anything else shows the selection
+        own = all(p.startswith(ids.LAYER_TABLE + ".") for p in ctx.triggered_prop_ids)
         view = tables.table_view(rows, query=query, sort_by=sort_by, page=page or 0, page_size=page_size,
-                                 selected=sel.get("layer"),
-                                 follow_selected=ctx.triggered_id == ids.SELECTION_STORE)
-        return view.records, view.page_count, view.page, view.styles, c.table_info(view, box_selection(sel))
+                                 selected=sel.get("layer"), follow_selected=not own)
+        return (view.records, view.page_count, view.page, view.styles, tables.table_tooltips(view.records),
+                c.table_info(view, box_selection(sel)))
 
     @app.callback(
         Output(ids.LAYER_CALLOUT, "children"),

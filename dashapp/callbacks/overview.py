@@ -53,7 +53,7 @@ def register(app, results) -> dict:
             fig = figures.layer_range_chart(filtered_layers(a, filters), variants=shown_variants(a, filters),
                                             selected=(selection or {}).get("layer"),
                                             highlighted=box_selection(selection), uirevision=store.get("ref"))
-        return fig, {"height": f"{fig.layout.height}px"}
+        return fig, c.graph_height(fig)
 
     @app.callback(
         Output(ids.SQNR_CHART, "figure"),

@@ -91,7 +91,7 @@ def test_ql002_choosing_variants_updates_every_view(dash_duo, sample_app):
     dash_duo.driver.get(dash_duo.driver.current_url + "&layer=fc1.weight&tab=distributions")
     wait_ready(dash_duo)
     dash_duo.wait_for_contains_text("#dist-title-div", "fc1.weight", timeout=15)
-    wait_for(lambda: legend_names(dash_duo, "value-hist-graph") == ["FP32", "cnn_matmulnbits_4bit (dequantized)"],
+    wait_for(lambda: legend_names(dash_duo, "value-hist-graph") == ["cnn_matmulnbits_4bit (dequantized)", "FP32"],
              message="histogram of the one variant")
     no_console_errors(dash_duo)
 

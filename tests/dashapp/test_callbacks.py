@@ -120,7 +120,7 @@ def test_views_for_a_bad_store_show_empty_states(cbs):
     bad = {"ref": "nope", "variants": [], "error": "x"}
     fig, style = cbs["update_range_chart"](bad, FILTERS, None)
     assert "Choose" in fig.layout.annotations[0].text
-    data, count, page, styles, info = in_context(cbs["update_layer_table"], bad, FILTERS, None, 0, [], "", 15)
+    data, count, page, styles, tips, info = in_context(cbs["update_layer_table"], bad, FILTERS, None, 0, [], "", 15)
     assert data == [] and count == 1
 
 
@@ -170,12 +170,27 @@ def test_selection_hub_sources(cbs):
 
 def test_table_filters_pages_and_follows_the_selection(cbs, store):
     sel = {"layer": "fc3.bias", "layers": []}
-    data, count, page, styles, info = in_context(
+    data, count, page, styles, tips, info = in_context(
         cbs["update_layer_table"], store, FILTERS, sel, 0, [], "", 4,
         triggered=[(f"{ids.SELECTION_STORE}.data", sel)])
-    assert count == 4 and any(r["fp32_name"] == "fc3.bias" for r in data)   # 15 rows, 4 a page
+    assert count == 4 and page == 3 and any(r["fp32_name"] == "fc3.bias" for r in data)   # 15 rows, 4 a page
+    # new data (e.g. a link opened with a layer) also shows the selected layer's page
+    again = in_context(cbs["update_layer_table"], store, FILTERS, sel, 0, [], "", 4,
+                       triggered=[(f"{ids.ANALYSIS_STORE}.data", store)])
+    assert again[2] == 3
+    # paging by hand keeps the page asked for
+    paged = in_context(cbs["update_layer_table"], store, FILTERS, sel, 1, [], "", 4,
+                       triggered=[(f"{ids.LAYER_TABLE}.page_current", 1)])
+    assert paged[2] == 1
+    # graph order: a layer's weight before its bias, variants in name order
+    first = in_context(cbs["update_layer_table"], store, FILTERS, None, 0, [], "", 6,
+                       triggered=[(f"{ids.LAYER_TABLE}.page_current", 0)])[0]
+    assert [(r["fp32_name"], r["variant"]) for r in first] == [
+        ("fc1.weight", "coarse"), ("fc1.weight", "good"), ("fc1.weight", "partial"),
+        ("fc1.bias", "coarse"), ("fc1.bias", "good"), ("fc1.bias", "partial")]
+    assert any("reason" in t for t in tips)
     box = {"layer": None, "layers": ["fc2.weight"]}
-    data, count, page, styles, info = in_context(
+    data, count, page, styles, tips, info = in_context(
         cbs["update_layer_table"], store, FILTERS, box, 0, [], "{sqnr_db} < 20", 15,
         triggered=[(f"{ids.LAYER_TABLE}.filter_query", "")])
     assert [(r["variant"], r["fp32_name"]) for r in data] == [("coarse", "fc2.weight")]
@@ -190,7 +205,9 @@ def test_callout_says_why_a_layer_has_no_parameters(cbs, store):
 
 
 def test_distributions_for_the_selected_layer(cbs, store):
-    title, value, limits, code, chan = cbs["update_distributions"](store, FILTERS, {"layer": "fc1.weight"}, True)
+    title, value, limits, code, chan, *styles = cbs["update_distributions"](store, FILTERS, {"layer": "fc1.weight"},
+                                                                           True)
+    assert styles[0] == {"height": f"{value.layout.height}px"}
     assert "fc1.weight" in str(title)
     assert {t.name for t in value.data} >= {"FP32", "good (dequantized)", "coarse (dequantized)"}
     assert value.layout.yaxis.type == "log"
