@@ -2,8 +2,8 @@
 
 Pure functions over the layers table (see :data:`analysis.schema.LAYER_COLUMNS`); none
 mutates its input.  :func:`parse_filter_query` reads the query language of Dash's
-DataTable (``filter_action="custom"``), e.g. ``{sqnr_db} < 30 && {variant} icontains "int8"``,
-without importing Dash.
+DataTable (``filter_action="custom"``), e.g. ``{sqnr_db} i< 30 && {variant} icontains "int8"``
+(``i``/``s`` prefixes: case-insensitive/sensitive), without importing Dash.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _TOKEN = re.compile(r"""
       \{(?P<col>(?:[^}\\]|\\.)*)\}                  # {column}
     | (?P<q>["'`])(?P<str>(?:(?!(?P=q))[^\\]|\\.)*)(?P=q)  # quoted value
     | (?P<logic>&&|\|\||\band\b|\bor\b)
-    | (?P<op>>=|<=|!=|=|<|>|\b[is]?(?:eq|ne|lt|le|gt|ge|contains)\b|\bdatestartswith\b
+    | (?P<op>\b[is]?(?:>=|<=|!=|=|<|>)|>=|<=|!=|=|<|>|\b[is]?(?:eq|ne|lt|le|gt|ge|contains)\b|\bdatestartswith\b
          |\bis\s+not\s+(?:blank|nil)\b|\bis\s+(?:blank|nil)\b)
     | (?P<bare>[^\s{}"'`]+)
     )""", re.VERBOSE | re.IGNORECASE)

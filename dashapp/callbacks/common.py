@@ -35,3 +35,9 @@ def box_selection(selection):
     """The box/lasso-selected layer keys, or ``None`` when nothing is box-selected."""
     layers = (selection or {}).get("layers") or []
     return layers or None
+
+
+def present_variants(rows, variants) -> list[str]:
+    """``variants`` that still have rows after filtering (cards are not shown for the others)."""
+    have = set(rows["variant"])
+    return [v for v in variants if v in have]

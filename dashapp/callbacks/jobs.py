@@ -46,6 +46,13 @@ def register(app, results, manager) -> dict:
         return {"ref": ref_entry.id, "variants": chosen, "error": None, "problems": problems}, status
 
     @app.callback(
+        Output(ids.JOB_STATUS, "children", allow_duplicate=True),
+        Input(ids.JOB_CANCEL, "n_clicks"), prevent_initial_call=True,
+    )
+    def report_cancelled(_):
+        return "Analysis cancelled. Change the model choice to start it again."
+
+    @app.callback(
         Output(ids.MODEL_BADGES, "children"), Output(ids.ANALYSIS_ALERT, "children"),
         Input(ids.ANALYSIS_STORE, "data"),
     )
@@ -63,5 +70,6 @@ def register(app, results, manager) -> dict:
 
     return {
         "run_analysis": run_analysis,
+        "report_cancelled": report_cancelled,
         "update_model_status": update_model_status,
     }

@@ -9,7 +9,7 @@ from analysis import figures, views
 
 from .. import components as c
 from .. import ids
-from .common import box_selection, current_analysis, filtered_layers, shown_variants
+from .common import box_selection, current_analysis, filtered_layers, present_variants, shown_variants
 
 _WAIT = "Choose an FP32 reference and at least one variant."
 
@@ -38,7 +38,8 @@ def register(app, results) -> dict:
         if a is None:
             return c.empty_state(_WAIT), None
         rows = filtered_layers(a, filters)
-        cards = c.summary_cards(views.reference_summary(rows), views.summary(rows, shown_variants(a, filters)))
+        shown = present_variants(rows, shown_variants(a, filters))
+        cards = c.summary_cards(views.reference_summary(rows), views.summary(rows, shown))
         return cards, c.next_steps(views.next_steps(rows))
 
     @app.callback(

@@ -127,3 +127,45 @@ def drag_box(dash_duo, graph_id: str, x0: float, y0: float, x1: float, y1: float
         chain = chain.move_to_element_with_offset(plot, int(w * (x0 + (x1 - x0) * t)),
                                                   int(h * (y0 + (y1 - y0) * t))).pause(0.05)
     chain.release().perform()
+
+
+def write_chain_models(folder: Path, n_layers: int = 150, width: int = 256, seed: int = 0):
+    """A float chain of ``n_layers`` MatMuls (``w{i}`` [width, width]) and its int8 QDQ
+    per-tensor quantization, written to ``folder`` as chain_fp32.onnx / chain_int8.onnx:
+    big enough that analysing it takes a few seconds (progress and cancel are visible)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto as TP
+    from onnx import helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    ws = [(rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32) for _ in range(n_layers)]
+
+    def model(quantized: bool):
+        nodes, inits, prev = [], [], "X"
+        for i, w in enumerate(ws):
+            name = f"w{i}"
+            if quantized:
+                s = np.float32(np.abs(w).max() / 127)
+                q = np.clip(np.round(w / s), -128, 127).astype(np.int8)
+                inits += [numpy_helper.from_array(q, f"{name}_quantized"),
+                          numpy_helper.from_array(np.asarray(s), f"{name}_scale"),
+                          numpy_helper.from_array(np.zeros((), np.int8), f"{name}_zero_point")]
+                nodes.append(helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale",
+                                                                  f"{name}_zero_point"], [f"{name}_dq"],
+                                              name=f"{name}_DequantizeLinear"))
+                src = f"{name}_dq"
+            else:
+                inits.append(numpy_helper.from_array(w, name))
+                src = name
+            nodes.append(helper.make_node("MatMul", [prev, src], [f"h{i}"], name=f"mm{i}"))
+            prev = f"h{i}"
+        g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("X", TP.FLOAT, [1, width])],
+                              [helper.make_tensor_value_info(prev, TP.FLOAT, [1, width])], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        return m
+
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model(False), folder / "chain_fp32.onnx")
+    onnx.save(model(True), folder / "chain_int8.onnx")
+    return folder

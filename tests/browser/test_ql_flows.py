@@ -252,3 +252,82 @@ def test_ql009_model_names_are_text_only(dash_duo, tmp_path):
     except NoAlertPresentException:
         pass
     no_console_errors(dash_duo)
+
+
+def test_ql012_filters_apply_to_every_view(dash_duo, sample_app):
+    open_page(dash_duo, sample_app)
+    box = dash_duo.find_element("#sqnr-filter-input")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", box)
+    box.send_keys("30", Keys.ENTER)
+    wait_for(lambda: query_of(dash_duo).get("sqnr") == "30", message="filter in the URL")
+    # only the 4-bit weights are below 30 dB
+    wait_for(lambda: legend_names(dash_duo, "layer-sqnr-chart") == ["cnn_matmulnbits_4bit"], message="SQNR chart")
+    wait_for(lambda: plotly_points(dash_duo, "layer-range-chart", 0) == ["fc1.weight", "fc3.weight"],
+             message="range chart rows")
+    wait_for(lambda: summary_titles(dash_duo) == ["FP32 REFERENCE", "CNN_MATMULNBITS_4BIT"], message="cards")
+    go_to_tab(dash_duo, "Layers")
+    dash_duo.wait_for_contains_text("#table-info-div", "2 rows", timeout=10)
+    # the table's own filter row narrows further (parsed on the server)
+    click(dash_duo, "#reset-filters-button")
+    dash_duo.wait_for_contains_text("#table-info-div", "40 rows", timeout=10)
+    cell = dash_duo.find_element("#layer-table th.dash-filter[data-dash-column='sqnr_db']")
+    click(dash_duo, cell)
+    ActionChains(dash_duo.driver).send_keys("< 40", Keys.ENTER).perform()
+    L = analysis.analyze(DATA / "cnn_fp32.onnx", [DATA / f"{v}.onnx" for v in VARIANTS]).layers
+    n = int((L.sqnr_db < 40).sum())
+    dash_duo.wait_for_contains_text("#table-info-div", f"{n} rows", timeout=10)
+    assert set(table_column(dash_duo, "fp32_name")) <= set(L.loc[L.sqnr_db < 40, "fp32_name"])
+    no_console_errors(dash_duo)
+
+
+def _job_processes():
+    """Live processes forked from this one (background jobs; the browser is another program)."""
+    import psutil
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.exe() == psutil.Process().exe() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_ql013_first_analysis_shows_progress_and_can_be_cancelled(dash_duo, tmp_path, monkeypatch):
+    """The job runs in a process forked from this one, so a slowed-down ``analyze`` (each
+    tensor's progress report delayed) is what it runs: the bar is on screen long enough."""
+    import re
+    import dashapp.results
+    from dashapp.app import create_app
+    from conftest import write_chain_models
+
+    real = dashapp.results.analysis.analyze
+
+    def slow(*args, progress=None, **kw):
+        def tick(done, total, label):
+            time.sleep(0.08)
+            progress(done, total, label)
+        return real(*args, progress=tick if progress else None, **kw)
+
+    monkeypatch.setattr(dashapp.results.analysis, "analyze", slow)
+    app = create_app(write_chain_models(tmp_path / "models", n_layers=150))
+    dash_duo.start_server(app)
+    bar = dash_duo.wait_for_element("#job-progress-bar", timeout=20)
+    label = wait_for(lambda: re.fullmatch(r"chain_int8: (\d+)/150", bar.text), timeout=20, message="progress label")
+    assert 0 < int(label.group(1)) < 150
+    assert dash_duo.find_element("#job-progress-box").is_displayed()
+    assert _job_processes(), "the analysis should run in a separate process"
+    click(dash_duo, "#job-cancel-button")
+    wait_for(lambda: not dash_duo.find_element("#job-progress-box").is_displayed(), message="job box hidden")
+    dash_duo.wait_for_contains_text("#job-status-text", "cancelled", timeout=10)
+    wait_for(lambda: not _job_processes(), message="the job process killed")
+    assert not dash_duo.find_elements("#layer-range-chart .bars path")
+    # run again at full speed: the result arrives
+    monkeypatch.undo()
+    dash_duo.find_element("#variant-models-dropdown .dash-dropdown-clear").click()
+    dash_duo.select_dcc_dropdown("#variant-models-dropdown", value="chain_int8.onnx")
+    dash_duo.find_element("body").send_keys(Keys.ESCAPE)
+    wait_ready(dash_duo)
+    dash_duo.wait_for_contains_text("#job-status-text", "1 variant(s) against chain_fp32.onnx", timeout=20)
+    assert len(plotly_points(dash_duo, "layer-range-chart", 0)) == 150
+    no_console_errors(dash_duo)

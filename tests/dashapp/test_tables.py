@@ -14,7 +14,10 @@ from analysis.tables import FilterClause, parse_filter_query
 @pytest.mark.parametrize("query, expected", [
     ("", []),
     ("{sqnr_db} < 30", [FilterClause("sqnr_db", "lt", 30.0)]),
-    ("{sqnr_db} s< 30", None),  # not an operator DataTable sends: refused
+    ("{sqnr_db} s< 30", [FilterClause("sqnr_db", "lt", 30.0, "s")]),
+    ("{sqnr_db} i< 30", [FilterClause("sqnr_db", "lt", 30.0, "i")]),     # what DataTable sends
+    ("{variant} i= cnn", [FilterClause("variant", "eq", "cnn", "i")]),
+    ("{sqnr_db} << 30", None),
     ('{variant} icontains "int8"', [FilterClause("variant", "contains", "int8", "i")]),
     ("{variant} scontains Int8", [FilterClause("variant", "contains", "Int8", "s")]),
     ("{fp32_name} = 'a b' && {axis} >= 1", [FilterClause("fp32_name", "eq", "a b"),
