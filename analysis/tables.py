@@ -33,7 +33,7 @@ TABLE_COLUMNS = [
     ("quant_dtype", "dtype", "text"), ("granularity", "granularity", "text"), ("axis", "axis", "int"),
     ("block_size", "block", "int"), ("fp32_shape", "shape", "text"), ("n_scales", "# scales", "int"),
     ("scale_min", "scale min", "float"), ("scale_max", "scale max", "float"),
-    ("zero_point_min", "zp min", "float"), ("zero_point_max", "zp max", "float"),
+    ("zero_point_min", "zp min", "int"), ("zero_point_max", "zp max", "int"),
     ("sqnr_db", "SQNR dB", "db"), ("mse", "MSE", "float"), ("max_abs_err", "max |err|", "float"),
     ("clipped_frac", "clipped", "percent"), ("levels_used", "levels used", "int"),
     ("levels_available", "of", "int"), ("diagnostics", "diagnostics", "text"),

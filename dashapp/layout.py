@@ -37,7 +37,7 @@ def model_panel(catalogue: Catalogue):
                                                       placeholder="choose one or more variants")),
         html.Div(id=ids.MODEL_BADGES),
         html.Div([
-            dbc.Progress(id=ids.JOB_PROGRESS, value=0, striped=True, animated=True, className="mb-1",
+            dbc.Progress(id=ids.JOB_PROGRESS, value=0, max=1, striped=True, animated=True, className="mb-1",
                          style={"height": "18px"}),
             dbc.Button("Cancel", id=ids.JOB_CANCEL, size="sm", color="secondary", outline=True),
         ], id=ids.JOB_BOX, style={"display": "none"}),

@@ -33,8 +33,7 @@ def register(app, results, manager) -> dict:
         labels = [e.label for e in entries]
 
         def progress(done, total, label):
-            pct = round(100 * views.progress_fraction(labels, label, done, total))
-            set_progress((pct, f"{label}: {done}/{total}"))
+            set_progress((views.progress_fraction(labels, label, done, total), f"{label}: {done}/{total}"))
 
         chosen = [e.id for e in entries]
         try:

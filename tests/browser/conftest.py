@@ -31,12 +31,6 @@ def sample_app():
     return create_app(DATA)
 
 
-@pytest.fixture
-def catalogue():
-    from dashapp.models import scan_models
-    return scan_models(DATA)
-
-
 def wait_for(predicate, timeout=15, interval=0.1, message="condition"):
     """Poll ``predicate`` until it returns a truthy value."""
     end = time.time() + timeout

@@ -61,7 +61,7 @@ def store(cbs, by):
     data, status = cbs["run_analysis"](progress.append, by["fp32.onnx"],
                                        [by["good.onnx"], by["coarse.onnx"], by["partial.onnx"]])
     assert data["error"] is None and "3 variant(s)" in status
-    assert progress and progress[-1][0] == 100
+    assert progress and progress[-1][0] == 1.0 and progress[-1][1].endswith("5/5")
     return data
 
 
