@@ -32,7 +32,8 @@ import numpy as np
 
 from .histograms import MAX_EXTRA_BINS, NBINS
 
-__all__ = ["plan", "fused_stats", "fp32_hist", "table_to_hist", "runs_supported", "HIST_SIZE", "ACC"]
+__all__ = ["plan", "fused_stats", "fast_column", "fast_runs", "fp32_hist", "table_to_hist", "runs_supported",
+           "HIST_SIZE", "ACC", "LANES"]
 
 #: Length of a value-histogram array: NBINS plus the extension bins each side.
 HIST_SIZE = NBINS + 2 * MAX_EXTRA_BINS
@@ -384,3 +385,329 @@ def runs_supported(pstr, pblk, cstr, has_channels: bool) -> bool:
     if pstr[2] != 0 and pblk[2] == 1:  # column mode: channels must be the inner axis, or none
         return pstr[2] == 1 and (not has_channels or (cstr[2] == 1 and cstr[1] == 0))
     return cstr[2] == 0
+
+
+# --------------------------------------------------------------------------- fast path
+# Tensors without NaN/Inf whose scales are finite (so every dq and error is finite):
+# the per-element work runs on "lanes" (the columns of a tile in column mode, the
+# positions of a block of LANES elements in run mode) with one accumulator per lane
+# and statistic, in a loop without cross-element dependencies that LLVM vectorises;
+# the histogram scatters are a second loop over the same lanes.  Lane accumulators
+# live in one float64 array ``S`` and one int32 array ``Q`` at constant row offsets
+# (so LLVM knows the rows never overlap).  Each dq is still ``float32(q - z) * s``,
+# each error ``w - dq`` in float64; sums are float64 (in another order than the
+# generic kernel: equal to ~1e-15), counts, minima and maxima are exact.
+
+LANES = 128  # tile width: 13 float64 rows of 128 lanes stay in L1
+
+# rows of S (float64)
+_SS, _SZ, _SH, _WW, _EE, _DD, _WD, _ME, _CL, _WMN, _WMX, _DMN, _DMX = range(13)
+_NS = 13
+# rows of Q (int32)
+_QMN, _QMX, _BW, _BD, _QAMN, _QAMX = range(6)
+_NQ = 6
+_BIG = 2**30
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bin_fast(x, origin, inv):
+    """:func:`_bin` for a finite ``x``, clamped in float64 (branch-free, vectorisable)."""
+    k = np.floor((x - origin) * inv)
+    k = min(max(k, -np.float64(MAX_EXTRA_BINS)), np.float64(NBINS - 1 + MAX_EXTRA_BINS))
+    if k == np.float64(NBINS):
+        k = np.float64(NBINS - 1)
+    return np.int32(k) + np.int32(MAX_EXTRA_BINS)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lanes_full(w, q, S, Q, origin, inv):
+    """One row of lanes: every per-element statistic, dq and FP32 bins."""
+    L = LANES
+    for j in range(w.size):
+        w64 = np.float64(w[j])
+        qi = np.int32(q[j])
+        d64 = np.float64(np.float32(np.float64(qi) - S[_SZ * L + j]) * np.float32(S[_SS * L + j]))
+        e = w64 - d64
+        ae = abs(e)
+        S[_WW * L + j] += w64 * w64
+        S[_EE * L + j] += e * e
+        S[_DD * L + j] += d64 * d64
+        S[_WD * L + j] += w64 * d64
+        S[_ME * L + j] = max(S[_ME * L + j], ae)
+        if ae > S[_SH * L + j]:
+            S[_CL * L + j] += 1.0
+        S[_WMN * L + j] = min(S[_WMN * L + j], w64)
+        S[_WMX * L + j] = max(S[_WMX * L + j], w64)
+        Q[_QMN * L + j] = min(Q[_QMN * L + j], qi)
+        Q[_QMX * L + j] = max(Q[_QMX * L + j], qi)
+        Q[_BW * L + j] = _bin_fast(w64, origin, inv)
+        Q[_BD * L + j] = _bin_fast(d64, origin, inv)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lanes_table(w, q, S, Q, origin, inv):
+    """One row of lanes when the dq side comes from a code table (no dq sums, no dq bins)."""
+    L = LANES
+    for j in range(w.size):
+        w64 = np.float64(w[j])
+        qi = np.int32(q[j])
+        d64 = np.float64(np.float32(np.float64(qi) - S[_SZ * L + j]) * np.float32(S[_SS * L + j]))
+        e = w64 - d64
+        ae = abs(e)
+        S[_WW * L + j] += w64 * w64
+        S[_EE * L + j] += e * e
+        S[_ME * L + j] = max(S[_ME * L + j], ae)
+        if ae > S[_SH * L + j]:
+            S[_CL * L + j] += 1.0
+        S[_WMN * L + j] = min(S[_WMN * L + j], w64)
+        S[_WMX * L + j] = max(S[_WMX * L + j], w64)
+        Q[_QMN * L + j] = min(Q[_QMN * L + j], qi)
+        Q[_QMX * L + j] = max(Q[_QMX * L + j], qi)
+        Q[_BW * L + j] = _bin_fast(w64, origin, inv)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count4(idx, shift, H, stride):
+    """``H[idx[j] + shift] += 1`` spread over 4 sub-histograms ``stride`` apart: a run of
+    equal bins no longer waits on its own previous increment."""
+    n = idx.size
+    n4 = n - n % 4
+    for j in range(0, n4, 4):
+        H[np.int64(idx[j]) + shift] += 1
+        H[stride + np.int64(idx[j + 1]) + shift] += 1
+        H[2 * stride + np.int64(idx[j + 2]) + shift] += 1
+        H[3 * stride + np.int64(idx[j + 3]) + shift] += 1
+    for j in range(n4, n):
+        H[np.int64(idx[j]) + shift] += 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _merge4(H, stride, out, base):
+    """``out[base + k] += `` the 4 sub-histograms of :func:`_count4`; clears ``H``."""
+    for k in range(stride):
+        out[base + k] += H[k] + H[stride + k] + H[2 * stride + k] + H[3 * stride + k]
+        H[k] = H[stride + k] = H[2 * stride + k] = H[3 * stride + k] = 0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lanes_reset(S, Q, n):
+    L = LANES
+    for j in range(n):
+        for f in range(_WW, _WMN):
+            S[f * L + j] = 0.0
+        S[_WMN * L + j] = np.inf
+        S[_WMX * L + j] = -np.inf
+        S[_DMN * L + j] = np.inf
+        S[_DMX * L + j] = -np.inf
+        Q[_QMN * L + j] = _BIG
+        Q[_QMX * L + j] = -_BIG
+        Q[_QAMN * L + j] = _BIG
+        Q[_QAMX * L + j] = -_BIG
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _segment_end(S, Q, n):
+    """Fold the lanes' code range of one parameter segment into dq and code ranges.
+
+    dq is monotonic in q for a fixed (finite) scale, so the extreme codes give the
+    extreme dq values."""
+    L = LANES
+    for j in range(n):
+        a, b = Q[_QMN * L + j], Q[_QMX * L + j]
+        if a > b:
+            continue
+        z, s = S[_SZ * L + j], np.float32(S[_SS * L + j])
+        da = np.float64(np.float32(np.float64(a) - z) * s)
+        db = np.float64(np.float32(np.float64(b) - z) * s)
+        if db < da:
+            da, db = db, da
+        S[_DMN * L + j] = min(S[_DMN * L + j], da)
+        S[_DMX * L + j] = max(S[_DMX * L + j], db)
+        Q[_QAMN * L + j] = min(Q[_QAMN * L + j], a)
+        Q[_QAMX * L + j] = max(Q[_QAMX * L + j], b)
+        Q[_QMN * L + j] = _BIG
+        Q[_QMX * L + j] = -_BIG
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lanes_into(S, Q, j, nrows, out, c):
+    """Fold lane ``j`` (``nrows`` elements) into ``out[:, c]`` (ACC fields)."""
+    L = LANES
+    out[0, c] += nrows
+    out[1, c] += S[_WW * L + j]
+    out[2, c] += S[_EE * L + j]
+    out[3, c] += S[_DD * L + j]
+    out[4, c] += S[_WD * L + j]
+    out[5, c] = max(out[5, c], S[_ME * L + j])
+    out[6, c] += S[_CL * L + j]
+    out[7, c] = min(out[7, c], S[_WMN * L + j])
+    out[8, c] = max(out[8, c], S[_WMX * L + j])
+    out[9, c] = min(out[9, c], S[_DMN * L + j])
+    out[10, c] = max(out[10, c], S[_DMX * L + j])
+    out[11, c] = min(out[11, c], np.float64(Q[_QAMN * L + j]))
+    out[12, c] = max(out[12, c], np.float64(Q[_QAMX * L + j]))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _acc_init(a):
+    a[:] = 0.0
+    a[7] = a[9] = np.inf
+    a[8] = a[10] = -np.inf
+    a[11] = 2.0**62
+    a[12] = -(2.0**62)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fold(dst, c, src, k):
+    """``dst[:, c]`` combined with ``src[:, k]`` (sums, maxima, minima)."""
+    for f in range(ACC):
+        if f == 5 or f == 8 or f == 10 or f == 12:
+            dst[f, c] = max(dst[f, c], src[f, k])
+        elif f == 7 or f == 9 or f == 11:
+            dst[f, c] = min(dst[f, c], src[f, k])
+        else:
+            dst[f, c] += src[f, k]
+
+
+@numba.njit(cache=True, nogil=True)
+def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, fp_hist, dq_hist,
+                code_hist, ch_acc, do_fp):
+    """Column mode of :func:`fused_stats` for finite weights and scales (see above).
+
+    ``zp`` is float64 (exact integers), ``half`` float64.  Returns the ACC totals."""
+    d0, d1, d2 = w.shape
+    L = LANES
+    per_ch = ch_acc.shape[1] > 0
+    tot = np.empty((ACC, 1))
+    _acc_init(tot[:, 0])
+    S = np.empty(_NS * L)
+    Q = np.empty(_NQ * L, np.int32)
+    levels = code_hist.size
+    sub_codes = levels <= 256
+    HD = np.zeros(4 * HIST_SIZE, np.int64)
+    HF = np.zeros(4 * HIST_SIZE, np.int64)
+    HC = np.zeros(4 * levels if sub_codes else 0, np.int64)
+    for i0 in range(d0):
+        p0 = (i0 // pblk[0]) * pstr[0]
+        for c0 in range(0, d2, L):
+            n = min(L, d2 - c0)
+            _lanes_reset(S, Q, n)
+            pcur = -1
+            for i1 in range(d1):
+                p1 = p0 + (i1 // pblk[1]) * pstr[1]
+                if p1 != pcur:
+                    if pcur >= 0:
+                        _segment_end(S, Q, n)
+                    for j in range(n):
+                        S[_SS * L + j] = scale[p1 + c0 + j]
+                        S[_SZ * L + j] = zp[p1 + c0 + j]
+                        S[_SH * L + j] = half[p1 + c0 + j]
+                    pcur = p1
+                qr = q[i0, i1, c0:c0 + n]
+                _lanes_full(w[i0, i1, c0:c0 + n], qr, S, Q, origin, inv)
+                _count4(Q[_BD * L:_BD * L + n], 0, HD, HIST_SIZE)
+                if do_fp:
+                    _count4(Q[_BW * L:_BW * L + n], 0, HF, HIST_SIZE)
+                if sub_codes:
+                    _count4(qr, -lo_code, HC, levels)
+                else:
+                    for j in range(n):
+                        code_hist[np.int64(qr[j]) - lo_code] += 1
+            _segment_end(S, Q, n)
+            for j in range(n):
+                if per_ch:
+                    _lanes_into(S, Q, j, d1, ch_acc, i0 * cstr[0] + c0 + j)
+                _lanes_into(S, Q, j, d1, tot, 0)
+    _merge4(HD, HIST_SIZE, dq_hist, 0)
+    if do_fp:
+        _merge4(HF, HIST_SIZE, fp_hist, 0)
+    if sub_codes:
+        _merge4(HC, levels, code_hist, 0)
+    return tot[:, 0]
+
+
+@numba.njit(cache=True, nogil=True)
+def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, table, code_hist, origin, inv,
+              do_fp, S, Q, HF, HD, HC, out, c):
+    """One run sharing a scale, on lanes; folded into ``out[:, c]``.
+
+    Codes go to ``table[base:base + levels]`` (``use_table``) or ``code_hist``, through the
+    sub-histograms ``HC`` when the run is long enough; dq and FP32 bins to ``HD``, ``HF``."""
+    L = LANES
+    m = w.size
+    nl = min(L, m)
+    sub_codes = HC.size > 0 and m >= HC.size
+    _lanes_reset(S, Q, nl)
+    for j in range(nl):
+        S[_SS * L + j] = s
+        S[_SZ * L + j] = z
+        S[_SH * L + j] = h
+    for o in range(0, m, L):
+        n = min(L, m - o)
+        qr = q[o:o + n]
+        if use_table:
+            _lanes_table(w[o:o + n], qr, S, Q, origin, inv)
+            if sub_codes:
+                _count4(qr, -lo_code, HC, levels)
+            else:
+                for j in range(n):
+                    table[base + np.int64(qr[j]) - lo_code] += 1
+        else:
+            _lanes_full(w[o:o + n], qr, S, Q, origin, inv)
+            _count4(Q[_BD * L:_BD * L + n], 0, HD, HIST_SIZE)
+            if sub_codes:
+                _count4(qr, -lo_code, HC, levels)
+            else:
+                for j in range(n):
+                    code_hist[np.int64(qr[j]) - lo_code] += 1
+        if do_fp:
+            _count4(Q[_BW * L:_BW * L + n], 0, HF, HIST_SIZE)
+    if sub_codes:
+        if use_table:
+            _merge4(HC, levels, table, base)
+        else:
+            _merge4(HC, levels, code_hist, 0)
+    _segment_end(S, Q, nl)
+    rows = m // L
+    for j in range(nl):
+        _lanes_into(S, Q, j, rows + (1 if j < m - rows * L else 0), out, c)
+
+
+@numba.njit(cache=True, nogil=True)
+def fast_runs(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, levels,
+              use_table, table, fp_hist, dq_hist, code_hist, ch_acc, do_fp):
+    """Run mode of :func:`fused_stats` for finite weights and scales (see above)."""
+    d0, d1, d2 = w.shape
+    L = LANES
+    per_ch = ch_acc.shape[1] > 0
+    tot = np.empty((ACC, 1))
+    _acc_init(tot[:, 0])
+    acc = np.empty((ACC, 1))
+    S = np.empty(_NS * L)
+    Q = np.empty(_NQ * L, np.int32)
+    b2, s2 = pblk[2], pstr[2]
+    step = d2 if s2 == 0 else b2
+    HD = np.zeros(4 * HIST_SIZE, np.int64)
+    HF = np.zeros(4 * HIST_SIZE, np.int64)
+    HC = np.zeros(4 * levels if levels <= 256 else 0, np.int64)
+    for i0 in range(d0):
+        p0 = (i0 // pblk[0]) * pstr[0]
+        c0 = i0 * cstr[0]
+        for i1 in range(d1):
+            p1 = p0 + (i1 // pblk[1]) * pstr[1]
+            c1 = c0 + i1 * cstr[1]
+            for t0 in range(0, d2, step):
+                p = p1 + (t0 // b2) * s2
+                t1 = min(t0 + step, d2)
+                _acc_init(acc[:, 0])
+                _fast_run(w[i0, i1, t0:t1], q[i0, i1, t0:t1], scale[p], zp[p], half[p], p * levels,
+                          lo_code, levels, use_table, table, code_hist, origin, inv, do_fp, S, Q,
+                          HF, HD, HC, acc, 0)
+                if per_ch:
+                    _fold(ch_acc, c1, acc, 0)
+                _fold(tot, 0, acc, 0)
+    if not use_table:
+        _merge4(HD, HIST_SIZE, dq_hist, 0)
+    if do_fp:
+        _merge4(HF, HIST_SIZE, fp_hist, 0)
+    return tot[:, 0]

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .histograms import CODE_BINS, MAX_EXTRA_BINS, Grid, code_histogram, value_histogram
-from .kernels import ACC, HIST_SIZE, fused_stats, plan, runs_supported, table_to_hist
+from .kernels import (ACC, HIST_SIZE, LANES, fast_column, fast_runs, fused_stats, plan,
+                      runs_supported, table_to_hist)
 from .metrics import _levels_available, channel_metrics, fp32_stats, sqnr_db, tensor_metrics
 from .quant_tensor import Decoded, dequantize
 
@@ -108,11 +109,22 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
     ch_acc[12, :] = -(2.0**62)
     lo = int(qrange[0])
     do_fp = fp_hist is not None
-    tot = fused_stats(
-        w3, q3, scale, zp, half, np.array(pstr, np.int64), np.array(pblk, np.int64),
-        np.array(cstr, np.int64), grid.origin, grid.inv, lo, levels, use_table, table,
-        fp_hist if do_fp else dq_hist, dq_hist, code_hist, ch_acc,
-        known is None or bool(known.get("fp32_nonfinite")), do_fp)
+    check_finite = known is None or bool(known.get("fp32_nonfinite"))
+    pstr_a, pblk_a, cstr_a = (np.array(pstr, np.int64), np.array(pblk, np.int64),
+                              np.array(cstr, np.int64))
+    if _fast_ok(check_finite, column_mode, vshape, pstr, pblk, scale, zp):
+        args = (w3, q3, scale, zp.astype(np.float64), half.astype(np.float64), pstr_a, pblk_a, cstr_a,
+                grid.origin, grid.inv, lo)
+        if column_mode:
+            tot = fast_column(*args, fp_hist if do_fp else dq_hist, dq_hist, code_hist, ch_acc, do_fp)
+        else:
+            tot = fast_runs(*args, levels, use_table, table, fp_hist if do_fp else dq_hist, dq_hist,
+                            code_hist, ch_acc, do_fp)
+    else:
+        tot = fused_stats(
+            w3, q3, scale, zp, half, pstr_a, pblk_a, cstr_a, grid.origin, grid.inv, lo, levels,
+            use_table, table, fp_hist if do_fp else dq_hist, dq_hist, code_hist, ch_acc,
+            check_finite, do_fp)
     n, ww, ee, dd, wd, max_err, clipped = (float(x) for x in tot[:7])
     dq_lo, dq_hi, q_lo, q_hi = tot[9], tot[10], tot[11], tot[12]
     if n == 0:
@@ -166,6 +178,24 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
     st.fp_done = do_fp
     st.engine = "kernel"
     return st
+
+
+def _fast_ok(check_finite: bool, column_mode: bool, vshape, pstr, pblk, scale: np.ndarray,
+             zp: np.ndarray) -> bool:
+    """Whether the vectorised kernels apply: no NaN/Inf weights, finite scales small
+    enough that no dq overflows, zero points whose ``q - z`` is exact in float32, and
+    runs (or rows of columns) long enough to fill the lanes."""
+    if check_finite:
+        return False
+    if column_mode:
+        if vshape[2] < 16:
+            return False
+    elif (vshape[2] if pstr[2] == 0 else min(pblk[2], vshape[2])) < LANES:
+        return False
+    a = np.abs(scale)
+    if not a.max() < 1e30:  # also False for NaN
+        return False
+    return bool(zp.size == 0 or (zp.min() >= -(1 << 23) and zp.max() <= 1 << 23))
 
 
 def _per_channel_params(p, d: Decoded, nch: int):

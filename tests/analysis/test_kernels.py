@@ -26,11 +26,32 @@ LAYOUTS = [
     ((), (), None, None, (), "int8"),
 ]
 
+# Layouts large enough for the vectorised kernels (finite weights: lanes of columns or of
+# one run); partial lane tiles, several parameter segments and outer rows on purpose.
+FAST_LAYOUTS = [
+    ((300, 700), (), None, None, (), "int8"),             # per tensor, table, tail lanes
+    ((3, 257), (), None, None, (), "uint8"),
+    ((200, 300), (), None, None, (), "int16"),            # per tensor without table
+    ((40, 300), (), None, None, (), "uint16"),
+    ((300, 200), (1, 200), None, None, (1,), "int8"),     # column mode, 200 = 128 + 72 lanes
+    ((7, 2100), (1, 2100), None, None, (1,), "uint8"),
+    ((50, 64), (1, 64), None, None, (1,), "int16"),       # column mode, int16 codes
+    ((3, 40, 50), (3, 1, 50), None, None, (0, 2), "int8"),  # column mode, several outer rows
+    ((64, 40), (4, 40), 0, 16, (1,), "uint4"),            # blocks across rows: column segments
+    ((70, 33), (5, 33), 0, 16, (1,), "int8"),             # ... with a partial last block
+    ((40, 300), (40, 1), None, None, (0,), "int8"),       # per row (runs with channels)
+    ((10, 512), (10, 4), 1, 128, (0,), "int4"),           # blocks along the inner axis
+    ((6, 1000), (6, 4), 1, 256, (0,), "int16"),           # ... without table, partial block
+]
 
-def _case(rng, shape, pshape, baxis, block, ch, dtype, nonfinite=False):
+
+def _case(rng, shape, pshape, baxis, block, ch, dtype, nonfinite=False, signs=False):
     lo, hi = TYPE_RANGES[dtype]
     q = rng.integers(lo, hi + 1, size=shape).astype(np.int8 if dtype in ("int4", "uint4") else dtype)
     s = rng.uniform(0.001, 0.05, size=pshape).astype(np.float32)
+    if signs and s.size > 2:  # negative and zero scales: dq decreasing / constant in q
+        s.reshape(-1)[::3] *= -1
+        s.reshape(-1)[1] = 0
     z = rng.integers(lo, hi + 1, size=pshape).astype(np.int64) if dtype.startswith("u") else np.zeros(pshape, np.int64)
     d = Decoded(q, s, z, baxis, block, ch)
     from analysis import dequantize
@@ -44,7 +65,33 @@ def _case(rng, shape, pshape, baxis, block, ch, dtype, nonfinite=False):
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: f"{l[0]}-{l[5]}-{l[2]}")
 @pytest.mark.parametrize("nonfinite", [False, True])
 def test_kernel_equals_numpy(rng, layout, nonfinite):
-    w, d, qrange = _case(rng, *layout, nonfinite=nonfinite)
+    _check(*_case(rng, *layout, nonfinite=nonfinite))
+
+
+@pytest.mark.parametrize("layout", FAST_LAYOUTS, ids=lambda l: f"{l[0]}-{l[5]}-{l[2]}")
+@pytest.mark.parametrize("variant", ["plain", "signs", "nonfinite"])
+def test_fast_kernels_equal_numpy(rng, monkeypatch, layout, variant):
+    import analysis.tensor_stats as ts
+    calls = []
+    for name in ("fast_column", "fast_runs"):
+        monkeypatch.setattr(ts, name, (lambda f: lambda *a: calls.append(f) or f(*a))(getattr(ts, name)))
+    _check(*_case(rng, *layout, nonfinite=variant == "nonfinite", signs=variant == "signs"))
+    assert bool(calls) == (variant != "nonfinite")  # NaN/Inf weights take the generic kernel
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+def test_fast_kernel_skips_huge_scale(rng, monkeypatch):
+    """A scale whose dq could overflow float32 takes the generic kernel."""
+    import analysis.tensor_stats as ts
+    called = []
+    monkeypatch.setattr(ts, "fast_column", lambda *a: called.append(1))
+    w, d, qrange = _case(rng, (30, 40), (1, 40), None, None, (1,), "int8")
+    d.scale.reshape(-1)[5] = 1e31
+    _check(w, d, qrange)
+    assert not called
+
+
+def _check(w, d, qrange):
     assert plan(d.q.shape, np.shape(d.scale), d.block_axis, d.block_size, d.channel_axes) is not None
     known = fp32_stats(w)
     grid = make_grid(known["fp32_min"], known["fp32_max"])
