@@ -221,7 +221,6 @@ def weight_inventory(model_path: str | os.PathLike) -> list[dict]:
 
 def _load_array(ent, fh_cache, model):
     import numpy as np
-    import onnx
     from onnx import helper, numpy_helper
 
     if ent["file"] is None:
@@ -300,7 +299,7 @@ def pair_bytes(fp32_path, quant_path, quant_only: bool = True) -> int:
 # --------------------------------------------------------------------------
 
 
-def bare_minmax(fp32_path, quant_path, repeats: int = 3) -> dict:
+def bare_minmax(fp32_path, quant_path, repeats: int = 5) -> dict:
     """Load all FP32 + quantized weight arrays first, then time only a.min(); a.max().
 
     Returns the best of ``repeats`` passes (and all of them)."""
@@ -363,6 +362,8 @@ def evict_page_cache(files) -> str:
     except OSError:
         pass
     for p in files:
+        if not os.path.exists(p):
+            continue
         fd = os.open(p, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -411,6 +412,7 @@ def cold_read(fp32_path, quant_path, evict: bool = True, block: int = 16 << 20) 
     ranges = _files_and_ranges(fp32_path, quant_path)
     files = [r[0] for r in ranges]
     method = evict_page_cache(files) if evict else "none (warm)"
+    resident = cached_fraction(files) if evict else None  # verify the eviction (mincore)
     ranges.sort(key=lambda r: (r[0], r[1]))
     buf = bytearray(block)
     mv = memoryview(buf)
@@ -435,7 +437,8 @@ def cold_read(fp32_path, quant_path, evict: bool = True, block: int = 16 << 20) 
     if fh:
         fh.close()
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "bytes": nbytes, "evict_method": method, "GBps": nbytes / dt / 1e9 if dt else None}
+    return {"seconds": dt, "bytes": nbytes, "evict_method": method, "GBps": nbytes / dt / 1e9 if dt else None,
+            "resident_fraction_after_evict": resident}
 
 
 def measure_cold_read(fp32_path, quant_path, **kw) -> dict:

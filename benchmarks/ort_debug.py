@@ -14,7 +14,12 @@ helper does (ORT 1.31), relevant when reading its numbers:
 * ``(q - zero_point)`` is evaluated in the integer dtype, so uint8 tensors with
   a non-zero zero point wrap around (affects e.g. Add biases that QDQ
   quantizes as uint8): those SQNRs are wrong;
-* SQNR uses float32 norms.
+* SQNR uses float32 norms;
+* a 0-d (scalar) quantized initializer (e.g. a constant attention scale
+  that QDQ quantizes) makes ``compute_weight_error`` raise ``TypeError:
+  object of type 'numpy.float32' has no len()``.  ``run`` works around it by
+  reshaping such entries to 1-element arrays (counted in ``n_scalar_patched``)
+  before calling ``compute_weight_error``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ def run(float_model_path: str, qdq_model_path: str) -> dict:
     t0 = time.perf_counter()
     matching = create_weight_matching(str(float_model_path), str(qdq_model_path))
     t1 = time.perf_counter()
+    import numpy as np
+
+    n_patched = 0
+    for v in matching.values():
+        if np.ndim(v["dequantized"]) == 0 or np.ndim(v["float"]) == 0:
+            v["float"] = np.asarray(v["float"]).reshape(-1)
+            v["dequantized"] = np.asarray(v["dequantized"]).reshape(-1)
+            n_patched += 1
     err = compute_weight_error(matching)
     t2 = time.perf_counter()
     return {
@@ -36,6 +49,7 @@ def run(float_model_path: str, qdq_model_path: str) -> dict:
         "error_s": t2 - t1,
         "total_s": t2 - t0,
         "n_weights": len(err),
+        "n_scalar_patched": n_patched,
         "sqnr_db": {k: (float(v) if math.isfinite(v) else None) for k, v in err.items()},
     }
 
