@@ -19,7 +19,7 @@ import numpy as np
 from onnx import TensorProto
 
 from .errors import QuantLensError, TensorReadError
-from .model import ModelGraph, node_attr
+from .model import ModelGraph, int_attr, node_attr
 from .quant_tensor import TYPE_RANGES, Decoded, QuantTensor
 from .roles import role_of
 from .tensors import FLOAT8_TYPES, FLOAT_TYPES, INTEGER_TYPES, dtype_name, tensor_np_dtype, tensor_numel
@@ -123,6 +123,8 @@ def _layout_params(s: np.ndarray, z: np.ndarray | None, qshape: tuple, axis: int
     if z is not None:
         z = z.reshape(s.shape)
     if block and block > 0:
+        if nd == 0:
+            raise TensorReadError(f"{what}: block_size {block} on a 0-d tensor")
         a = _norm_axis(default_axis if axis is None else axis, nd, what)
         nb = -(-qshape[a] // block)
         exp = tuple(nb if i == a else d for i, d in enumerate(qshape))
@@ -135,6 +137,8 @@ def _layout_params(s: np.ndarray, z: np.ndarray | None, qshape: tuple, axis: int
         return s.reshape(()), None if z is None else z.reshape(()), "per_tensor", None, None, ()
     if s.ndim != 1:
         raise TensorReadError(f"{what}: {s.ndim}-D scale without block_size is not a valid layout")
+    if nd == 0:
+        raise TensorReadError(f"{what}: {s.size} scales for a 0-d tensor")
     a = _norm_axis(default_axis if axis is None else axis, nd, what)
     if s.size == 1 and qshape[a] != 1:
         # onnxruntime applies a one-element scale to the whole tensor, whatever the axis says
@@ -213,7 +217,8 @@ def _dq_consumers(ctx: _Ctx, out: str):
     res, transposed = [], False
     for ni, slot in mg.consumers.get(out, []):
         n = mg.nodes[ni]
-        if n.op_type == "Transpose" and list(node_attr(n, "perm", [1, 0]) or [1, 0]) == [1, 0]:
+        perm = node_attr(n, "perm", [1, 0]) if n.op_type == "Transpose" else None
+        if isinstance(perm, list) and (perm or [1, 0]) == [1, 0]:
             transposed = True
             res.extend(mg.consumers.get(n.output[0], []))
         else:
@@ -243,8 +248,8 @@ def _handle_dq(ctx: _Ctx, i: int, node) -> None:
         q_name = None
         q_compute = _quantize_spec(ctx, qn)
     cons, transposed = _dq_consumers(ctx, node.output[0])
-    axis = node_attr(node, "axis")
-    block = int(node_attr(node, "block_size", 0) or 0)
+    axis = int_attr(node, "axis")
+    block = int_attr(node, "block_size", 0)
     s_name = node.input[1]
     z_name = node.input[2] if len(node.input) > 2 else None
     first_op = mg.nodes[cons[0][0]].op_type if cons else ""
@@ -275,10 +280,10 @@ def _quantize_spec(ctx: _Ctx, qn):
     mg = ctx.mg
     w_name = qn.input[0]
     z_name = qn.input[2] if len(qn.input) > 2 and qn.input[2] else None
-    dt = mg.dtype(z_name) if z_name else int(node_attr(qn, "output_dtype", 0) or TensorProto.UINT8)
+    dt = mg.dtype(z_name) if z_name else (int_attr(qn, "output_dtype", 0) or TensorProto.UINT8)
     lo, hi = TYPE_RANGES.get(dtype_name(dt), (0, 255))
-    axis = node_attr(qn, "axis")
-    block = int(node_attr(qn, "block_size", 0) or 0)
+    axis = int_attr(qn, "axis")
+    block = int_attr(qn, "block_size", 0)
     floaty = dt in FLOAT8_TYPES
     saturate = bool(node_attr(qn, "saturate", 1))
 
@@ -474,6 +479,12 @@ def _handle_lstm(ctx: _Ctx, i: int, node) -> None:
         if len(sh) != 3:
             raise TensorReadError(f"DynamicQuantizeLSTM weight '{q}' is {len(sh)}-D, expected 3-D")
         per_ch = len(s_shape) == 2
+        if s_shape not in ((sh[0],), (sh[0], sh[2])):
+            raise TensorReadError(f"DynamicQuantizeLSTM weight '{q}' {sh}: scale shape {s_shape}, expected "
+                                  f"{(sh[0],)} or {(sh[0], sh[2])}")
+        if z and mg.is_const(z) and mg.shape(z) != s_shape:
+            raise TensorReadError(f"DynamicQuantizeLSTM weight '{q}': zero point shape {mg.shape(z)} "
+                                  f"differs from scale shape {s_shape}")
 
         def reader(q=q, s=node.input[ss], z=z, per_ch=per_ch):
             codes = mg.array(q).transpose(0, 2, 1)
@@ -536,8 +547,8 @@ def _handle_gather_block(ctx: _Ctx, i: int, node) -> None:
         raise TensorReadError(f"GatherBlockQuantized data '{q}' of type {dtype_name(mg.dtype(q))} "
                               "is not a quantized table type (int4, uint4, packed uint8)")
     z = node.input[3] if len(node.input) > 3 and node.input[3] else None
-    axis = int(node_attr(node, "quantize_axis", 1))
-    block = int(node_attr(node, "block_size", 128))
+    axis = int_attr(node, "quantize_axis", 1)
+    block = int_attr(node, "block_size", 128)
     qt = _make_linear(ctx, f"GatherBlockQuantized '{node.name}'", q, node.input[2], z, axis, block,
                       "gather_table", "GatherBlockQuantized")
     if z is None and mg.dtype(q) == TensorProto.UINT4:
@@ -553,17 +564,17 @@ def _gather_block_uint8(ctx: _Ctx, i: int, node, q: str) -> None:
     ``2^(bits-1)`` when absent."""
     mg = ctx.mg
     what = f"GatherBlockQuantized '{node.name}'"
-    bits = int(node_attr(node, "bits", 4))
+    bits = int_attr(node, "bits", 4)
     if bits not in (2, 4, 8):
         raise TensorReadError(f"{what}: {bits}-bit codes are not read yet (2, 4 and 8 are)")
     sh = mg.shape(q)
     if not sh:
         raise TensorReadError(f"{what}: a 0-d table cannot be gathered")
     nd = len(sh)
-    axis = _norm_axis(int(node_attr(node, "quantize_axis", 1)), nd, what)
+    axis = _norm_axis(int_attr(node, "quantize_axis", 1), nd, what)
     if axis != nd - 1:
         raise TensorReadError(f"{what}: packed uint8 data must be quantized along its last axis, not {axis}")
-    block = int(node_attr(node, "block_size", 128))
+    block = int_attr(node, "block_size", 128)
     if block <= 0:
         raise TensorReadError(f"{what}: block_size {block} is not positive")
     D = sh[-1] * (8 // bits)
@@ -614,8 +625,8 @@ def _handle_nbits(ctx: _Ctx, i: int, node) -> None:
     q = ctx.const(node, 1)
     if not q:
         return
-    K, N = int(node_attr(node, "K")), int(node_attr(node, "N"))
-    bits, bs = int(node_attr(node, "bits", 4)), int(node_attr(node, "block_size"))
+    K, N = int_attr(node, "K", required=True, lo=1), int_attr(node, "N", required=True, lo=1)
+    bits, bs = int_attr(node, "bits", 4), int_attr(node, "block_size", required=True, lo=1)
     what = f"MatMulNBits '{node.name}'"
     if bits not in (2, 4, 8):
         raise TensorReadError(f"{what}: {bits}-bit codes are not read yet (2, 4 and 8 are)")

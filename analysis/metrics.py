@@ -169,7 +169,8 @@ def channel_metrics(w: np.ndarray, d: Decoded, dq: np.ndarray) -> dict | None:
     C = int(np.prod(shape_c))
 
     def rows(a):
-        return np.moveaxis(np.asarray(a), axes, range(len(axes))).reshape(C, -1)
+        a = np.moveaxis(np.asarray(a), axes, range(len(axes)))
+        return a.reshape(C, -1) if C else a.reshape(0, 0)  # (0, -1) cannot be reshaped
 
     W = rows(np.asarray(w, np.float32)).astype(np.float64)
     DQ = rows(dq).astype(np.float64)
@@ -185,6 +186,8 @@ def channel_metrics(w: np.ndarray, d: Decoded, dq: np.ndarray) -> dict | None:
 
     def prm(p):
         p = np.asarray(p, np.float64)
+        if p.ndim and (C == 0 or p.size == 0):  # empty channels or an empty block axis
+            return np.full(C, np.nan), np.full(C, np.nan)
         r = rows(p) if p.ndim else np.full((C, 1), float(p))
         return r.min(1), r.max(1)
 

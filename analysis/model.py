@@ -19,7 +19,7 @@ from onnx import NodeProto, TensorProto
 from .errors import ModelLoadError, TensorReadError, UnsafeModelError
 from .tensors import external_data_path, tensor_shape, tensor_to_array
 
-__all__ = ["ModelGraph", "load_model", "parse_model_bytes", "node_attr"]
+__all__ = ["ModelGraph", "load_model", "parse_model_bytes", "node_attr", "int_attr"]
 
 #: Largest model file accepted (the protobuf itself; external data is separate).
 MAX_PROTO_BYTES = 2**31 - 1
@@ -43,6 +43,28 @@ def node_attr(node: NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def int_attr(node: NodeProto, name: str, default: int | None = None, *, required: bool = False,
+             lo: int | None = None) -> int | None:
+    """Integer attribute ``name`` of ``node``, checked.
+
+    Raises
+    ------
+    TensorReadError
+        The attribute is missing while ``required``, is not an integer, or is below ``lo``.
+    """
+    for a in node.attribute:
+        if a.name == name:
+            if a.type != onnx.AttributeProto.INT:
+                kind = onnx.AttributeProto.AttributeType.Name(a.type).lower()
+                raise TensorReadError(f"attribute '{name}' should be an integer, not {kind}")
+            if lo is not None and a.i < lo:
+                raise TensorReadError(f"attribute {name}={a.i} is out of range (at least {lo})")
+            return int(a.i)
+    if required:
+        raise TensorReadError(f"required attribute '{name}' is missing")
     return default
 
 
@@ -162,12 +184,21 @@ def _version_warnings(model: onnx.ModelProto) -> list[str]:
     return out
 
 
-def _index(model: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> ModelGraph:
+def _not_text(what: str, raw: bytes) -> ModelLoadError:
+    # protobuf hands back bytes for a string field that is not valid UTF-8
+    return ModelLoadError(f"{what} is not a valid ONNX model: a node or tensor name is not UTF-8 text "
+                          f"({raw[:60]!r})")
+
+
+def _index(model: onnx.ModelProto, path: Path | None, base_dir: Path | None,
+           what: str = "the model") -> ModelGraph:
     g = model.graph
     mg = ModelGraph(path=path, base_dir=base_dir, proto=model)
     mg.opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     mg.warnings.extend(_version_warnings(model))
     for t in g.initializer:
+        if type(t.name) is bytes:
+            raise _not_text(what, t.name)
         if not t.name:
             mg.warnings.append("an initializer without a name was ignored")
             continue
@@ -181,11 +212,18 @@ def _index(model: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> 
         mg.warnings.append(f"{len(g.sparse_initializer)} sparse initializer(s) are not analysed")
     for i, n in enumerate(g.node):
         mg.nodes.append(n)
+        for text in (n.name, n.op_type, n.domain):
+            if type(text) is bytes:
+                raise _not_text(what, text)
         for slot, name in enumerate(n.input):
             if name:
+                if type(name) is bytes:
+                    raise _not_text(what, name)
                 mg.consumers.setdefault(name, []).append((i, slot))
         for name in n.output:
             if name:
+                if type(name) is bytes:
+                    raise _not_text(what, name)
                 mg.producer[name] = i
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and n.output:
             t = _constant_tensor(n)
@@ -235,7 +273,7 @@ def parse_model_bytes(data: bytes, label: str = "upload") -> ModelGraph:
         raise ModelLoadError(
             f"{label} keeps its weights in external data files; uploads must be self-contained: "
             "place the model and its data files in the server's model folder instead")
-    return _index(model, None, None)
+    return _index(model, None, None, label)
 
 
 def load_model(path: str | os.PathLike) -> ModelGraph:
@@ -274,7 +312,7 @@ def load_model(path: str | os.PathLike) -> ModelGraph:
     except (DecodeError, RuntimeError, ValueError) as e:
         raise ModelLoadError(f"'{p.name}' is not an ONNX model (protobuf decode failed: {e})") from None
     _check(model, f"'{p.name}'")
-    mg = _index(model, p, p.parent)
+    mg = _index(model, p, p.parent, f"'{p.name}'")
     for t in mg.constants.values():
         if t.data_location == TensorProto.EXTERNAL:
             # Refuse a model whose external data escapes its folder before anything is read;

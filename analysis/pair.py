@@ -169,8 +169,9 @@ def _quant_row(tab: _Tables, variant: ModelGraph, fw: FloatWeight | None, m: Mat
     ref = None if w is None else (w.reshape(d.q.shape) if m.reshaped else w)
     if grid is None:  # no FP32 original: bin the dequantized values on their own range
         dq = dequantize(d)
-        grid = make_grid(float(np.nanmin(dq)) if dq.size else math.nan,
-                         float(np.nanmax(dq)) if dq.size else math.nan)
+        fin = dq[np.isfinite(dq)]  # NaN/Inf (bad scales) stay out of the grid, silently
+        grid = make_grid(float(fin.min()) if fin.size else math.nan,
+                         float(fin.max()) if fin.size else math.nan)
     st = measure(ref if w is not None else dequantize(d), d, qt.qrange, grid,
                  known if w is not None else None, fp_hist if w is not None else None)
     met = st.metrics
@@ -255,7 +256,8 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
                         "with (was a quantized model given as the FP32 reference?)")
     if not qts and not unread:
         problems.append("no quantized tensors found: this variant looks like a float model")
-    matches = match_variant(qts, fp32, weights)
+    with np.errstate(all="ignore"):  # NaN/Inf/zero scales are reported in columns, not as warnings
+        matches = match_variant(qts, fp32, weights)
     by_fp32: dict[str, list[Match]] = {}
     for m in matches:
         by_fp32.setdefault(m.fp32_name, []).append(m)
@@ -299,9 +301,14 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
         return part, []
 
     jobs = [(one_weight, fw) for fw in weights.values()] + [(one_orphan, m) for m in by_fp32.get(None, [])]
+
+    def run(job):
+        with np.errstate(all="ignore"):  # per thread: invalid parameters are columns, not warnings
+            return job[0](job[1])
+
     # The kernels release the GIL: tensors are measured on several cores, results kept in order.
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        for done, (part, probs) in enumerate(pool.map(lambda j: j[0](j[1]), jobs), 1):
+        for done, (part, probs) in enumerate(pool.map(run, jobs), 1):
             tab.merge(part)
             problems.extend(probs)
             if progress:

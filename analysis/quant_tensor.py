@@ -60,7 +60,8 @@ def expand_param(p: np.ndarray, shape: tuple, block_axis: int | None,
     if block_axis is None or p.ndim == 0:
         return p
     n = shape[block_axis]
-    return np.repeat(p, block_size, axis=block_axis)[
+    # never more than n copies: a huge block_size (one block) must not allocate block_size rows
+    return np.repeat(p, min(block_size, max(n, 1)), axis=block_axis)[
         tuple(slice(0, n) if a == block_axis else slice(None) for a in range(p.ndim))]
 
 

@@ -167,6 +167,8 @@ def external_data_path(t: TensorProto, base_dir: Path,
     """
     info = {}
     for e in t.external_data:
+        if type(e.key) is bytes or type(e.value) is bytes:  # not UTF-8 text
+            raise UnsafeModelError(f"tensor '{t.name}': an external data entry is not UTF-8 text")
         if e.key not in EXTERNAL_DATA_KEYS:
             raise UnsafeModelError(f"tensor '{t.name}': unknown external data key '{_shown(e.key, 100)}' "
                                    f"(ONNX allows {', '.join(sorted(EXTERNAL_DATA_KEYS))})")
@@ -188,11 +190,14 @@ def external_data_path(t: TensorProto, base_dir: Path,
     cand = base_dir / loc
     # Check every component for links before resolving: a symlinked folder is an escape too.
     cur = Path(base_dir)
-    for p in parts:
-        cur = cur / p
-        if cur.is_symlink():
-            raise UnsafeModelError(f"tensor '{t.name}': external data path '{shown}' goes through a symbolic link")
-    real = Path(os.path.realpath(cand))
+    try:
+        for p in parts:
+            cur = cur / p
+            if cur.is_symlink():
+                raise UnsafeModelError(f"tensor '{t.name}': external data path '{shown}' goes through a symbolic link")
+        real = Path(os.path.realpath(cand))
+    except OSError as e:  # e.g. a component longer than NAME_MAX
+        raise TensorReadError(f"tensor '{t.name}': external data file '{shown}' cannot be read ({e.strerror})") from None
     if base != real and base not in real.parents:
         raise UnsafeModelError(f"tensor '{t.name}': external data '{shown}' resolves outside the model folder")
     try:
