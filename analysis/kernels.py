@@ -401,8 +401,11 @@ def runs_supported(pstr, pblk, cstr, has_channels: bool) -> bool:
 LANES = 128  # tile width: 13 float64 rows of 128 lanes stay in L1
 
 # rows of S (float64)
-_SS, _SZ, _SH, _WW, _EE, _DD, _WD, _ME, _CL, _WMN, _WMX, _DMN, _DMX = range(13)
-_NS = 13
+_SH, _WW, _EE, _DD, _ME, _CL, _WMN, _WMX, _DMN, _DMX = range(10)
+_NS = 10
+# rows of F (float32): scale and zero point of each lane
+_FS, _FZ = range(2)
+_NF = 2
 # rows of Q (int32)
 _QMN, _QMX, _BW, _BD, _QAMN, _QAMX = range(6)
 _NQ = 6
@@ -411,28 +414,29 @@ _BIG = 2**30
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _bin_fast(x, origin, inv):
-    """:func:`_bin` for a finite ``x``, clamped in float64 (branch-free, vectorisable)."""
-    k = np.floor((x - origin) * inv)
-    k = min(max(k, -np.float64(MAX_EXTRA_BINS)), np.float64(NBINS - 1 + MAX_EXTRA_BINS))
+    """:func:`_bin` for a finite ``x``: clamped in float64 first (branch-free, vectorisable)."""
+    k = np.floor(min(max((x - origin) * inv, -np.float64(MAX_EXTRA_BINS)),
+                     np.float64(NBINS - 1 + MAX_EXTRA_BINS)))
     if k == np.float64(NBINS):
-        k = np.float64(NBINS - 1)
-    return np.int32(k) + np.int32(MAX_EXTRA_BINS)
+        k = np.float64(NBINS - 1)  # the FP32 maximum belongs to the last bin
+    return np.int32(k + np.float64(MAX_EXTRA_BINS))  # all in float64: no int64 lanes
 
 
 @numba.njit(cache=True, nogil=True)
-def _lanes_full(w, q, S, Q, origin, inv):
-    """One row of lanes: every per-element statistic, dq and FP32 bins."""
+def _lanes_col(w, q, F, S, Q, origin, inv):
+    """One row of a column tile: lane ``j`` has its own scale ``F[_FS, j]``, zero point
+    ``F[_FZ, j]`` (float32, exact integer) and clipping threshold ``S[_SH, j]``."""
     L = LANES
     for j in range(w.size):
         w64 = np.float64(w[j])
         qi = np.int32(q[j])
-        d64 = np.float64(np.float32(np.float64(qi) - S[_SZ * L + j]) * np.float32(S[_SS * L + j]))
+        # float32(q) - z is exact (|q - z| < 2**24): one rounding, in the product, as the runtime
+        d64 = np.float64((np.float32(qi) - F[_FZ * L + j]) * F[_FS * L + j])
         e = w64 - d64
         ae = abs(e)
         S[_WW * L + j] += w64 * w64
         S[_EE * L + j] += e * e
         S[_DD * L + j] += d64 * d64
-        S[_WD * L + j] += w64 * d64
         S[_ME * L + j] = max(S[_ME * L + j], ae)
         if ae > S[_SH * L + j]:
             S[_CL * L + j] += 1.0
@@ -445,25 +449,68 @@ def _lanes_full(w, q, S, Q, origin, inv):
 
 
 @numba.njit(cache=True, nogil=True)
-def _lanes_table(w, q, S, Q, origin, inv):
-    """One row of lanes when the dq side comes from a code table (no dq sums, no dq bins)."""
+def _lanes_run(w, q, s, z, h, S, Q, origin, inv):
+    """Lanes of a run sharing ``s``, ``z`` (float32) when the dq side comes from the code
+    table: error sums, maximum, clipping, code range and FP32 bins."""
     L = LANES
     for j in range(w.size):
         w64 = np.float64(w[j])
         qi = np.int32(q[j])
-        d64 = np.float64(np.float32(np.float64(qi) - S[_SZ * L + j]) * np.float32(S[_SS * L + j]))
-        e = w64 - d64
+        e = w64 - np.float64((np.float32(qi) - z) * s)
         ae = abs(e)
         S[_WW * L + j] += w64 * w64
         S[_EE * L + j] += e * e
         S[_ME * L + j] = max(S[_ME * L + j], ae)
-        if ae > S[_SH * L + j]:
+        if ae > h:
+            S[_CL * L + j] += 1.0
+        Q[_QMN * L + j] = min(Q[_QMN * L + j], qi)
+        Q[_QMX * L + j] = max(Q[_QMX * L + j], qi)
+        Q[_BW * L + j] = _bin_fast(w64, origin, inv)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lanes_run_mm(w, q, s, z, h, S, Q, origin, inv):
+    """:func:`_lanes_run` plus the FP32 range (runs that are channels)."""
+    L = LANES
+    for j in range(w.size):
+        w64 = np.float64(w[j])
+        qi = np.int32(q[j])
+        e = w64 - np.float64((np.float32(qi) - z) * s)
+        ae = abs(e)
+        S[_WW * L + j] += w64 * w64
+        S[_EE * L + j] += e * e
+        S[_ME * L + j] = max(S[_ME * L + j], ae)
+        if ae > h:
             S[_CL * L + j] += 1.0
         S[_WMN * L + j] = min(S[_WMN * L + j], w64)
         S[_WMX * L + j] = max(S[_WMX * L + j], w64)
         Q[_QMN * L + j] = min(Q[_QMN * L + j], qi)
         Q[_QMX * L + j] = max(Q[_QMX * L + j], qi)
         Q[_BW * L + j] = _bin_fast(w64, origin, inv)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lanes_run_full(w, q, s, z, h, S, Q, origin, inv):
+    """Lanes of a run without code table (16-bit codes): also dq sums and dq bins."""
+    L = LANES
+    for j in range(w.size):
+        w64 = np.float64(w[j])
+        qi = np.int32(q[j])
+        d64 = np.float64((np.float32(qi) - z) * s)
+        e = w64 - d64
+        ae = abs(e)
+        S[_WW * L + j] += w64 * w64
+        S[_EE * L + j] += e * e
+        S[_DD * L + j] += d64 * d64
+        S[_ME * L + j] = max(S[_ME * L + j], ae)
+        if ae > h:
+            S[_CL * L + j] += 1.0
+        S[_WMN * L + j] = min(S[_WMN * L + j], w64)
+        S[_WMX * L + j] = max(S[_WMX * L + j], w64)
+        Q[_QMN * L + j] = min(Q[_QMN * L + j], qi)
+        Q[_QMX * L + j] = max(Q[_QMX * L + j], qi)
+        Q[_BW * L + j] = _bin_fast(w64, origin, inv)
+        Q[_BD * L + j] = _bin_fast(d64, origin, inv)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -493,7 +540,7 @@ def _merge4(H, stride, out, base):
 def _lanes_reset(S, Q, n):
     L = LANES
     for j in range(n):
-        for f in range(_WW, _WMN):
+        for f in range(_WW, _WMN):  # sums, maximum error, clipped count
             S[f * L + j] = 0.0
         S[_WMN * L + j] = np.inf
         S[_WMX * L + j] = -np.inf
@@ -506,7 +553,7 @@ def _lanes_reset(S, Q, n):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _segment_end(S, Q, n):
+def _segment_end(F, S, Q, n):
     """Fold the lanes' code range of one parameter segment into dq and code ranges.
 
     dq is monotonic in q for a fixed (finite) scale, so the extreme codes give the
@@ -516,9 +563,9 @@ def _segment_end(S, Q, n):
         a, b = Q[_QMN * L + j], Q[_QMX * L + j]
         if a > b:
             continue
-        z, s = S[_SZ * L + j], np.float32(S[_SS * L + j])
-        da = np.float64(np.float32(np.float64(a) - z) * s)
-        db = np.float64(np.float32(np.float64(b) - z) * s)
+        z, s = F[_FZ * L + j], F[_FS * L + j]
+        da = np.float64((np.float32(a) - z) * s)
+        db = np.float64((np.float32(b) - z) * s)
         if db < da:
             da, db = db, da
         S[_DMN * L + j] = min(S[_DMN * L + j], da)
@@ -537,7 +584,6 @@ def _lanes_into(S, Q, j, nrows, out, c):
     out[1, c] += S[_WW * L + j]
     out[2, c] += S[_EE * L + j]
     out[3, c] += S[_DD * L + j]
-    out[4, c] += S[_WD * L + j]
     out[5, c] = max(out[5, c], S[_ME * L + j])
     out[6, c] += S[_CL * L + j]
     out[7, c] = min(out[7, c], S[_WMN * L + j])
@@ -582,6 +628,7 @@ def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, f
     _acc_init(tot[:, 0])
     S = np.empty(_NS * L)
     Q = np.empty(_NQ * L, np.int32)
+    F = np.empty(_NF * L, np.float32)
     levels = code_hist.size
     sub_codes = levels <= 256
     HD = np.zeros(4 * HIST_SIZE, np.int64)
@@ -597,14 +644,14 @@ def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, f
                 p1 = p0 + (i1 // pblk[1]) * pstr[1]
                 if p1 != pcur:
                     if pcur >= 0:
-                        _segment_end(S, Q, n)
+                        _segment_end(F, S, Q, n)
                     for j in range(n):
-                        S[_SS * L + j] = scale[p1 + c0 + j]
-                        S[_SZ * L + j] = zp[p1 + c0 + j]
+                        F[_FS * L + j] = scale[p1 + c0 + j]
+                        F[_FZ * L + j] = zp[p1 + c0 + j]
                         S[_SH * L + j] = half[p1 + c0 + j]
                     pcur = p1
                 qr = q[i0, i1, c0:c0 + n]
-                _lanes_full(w[i0, i1, c0:c0 + n], qr, S, Q, origin, inv)
+                _lanes_col(w[i0, i1, c0:c0 + n], qr, F, S, Q, origin, inv)
                 _count4(Q[_BD * L:_BD * L + n], 0, HD, HIST_SIZE)
                 if do_fp:
                     _count4(Q[_BW * L:_BW * L + n], 0, HF, HIST_SIZE)
@@ -613,7 +660,7 @@ def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, f
                 else:
                     for j in range(n):
                         code_hist[np.int64(qr[j]) - lo_code] += 1
-            _segment_end(S, Q, n)
+            _segment_end(F, S, Q, n)
             for j in range(n):
                 if per_ch:
                     _lanes_into(S, Q, j, d1, ch_acc, i0 * cstr[0] + c0 + j)
@@ -623,37 +670,42 @@ def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, f
         _merge4(HF, HIST_SIZE, fp_hist, 0)
     if sub_codes:
         _merge4(HC, levels, code_hist, 0)
+    tot[4, 0] = (tot[1, 0] + tot[3, 0] - tot[2, 0]) / 2  # wd, from ee = ww - 2 wd + dd
     return tot[:, 0]
 
 
 @numba.njit(cache=True, nogil=True)
-def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, table, code_hist, origin, inv,
-              do_fp, S, Q, HF, HD, HC, out, c):
+def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, minmax, table, code_hist, origin,
+              inv, do_fp, F, S, Q, HF, HD, HC, out, c):
     """One run sharing a scale, on lanes; folded into ``out[:, c]``.
 
     Codes go to ``table[base:base + levels]`` (``use_table``) or ``code_hist``, through the
-    sub-histograms ``HC`` when the run is long enough; dq and FP32 bins to ``HD``, ``HF``."""
+    sub-histograms ``HC`` when the run is long enough; dq and FP32 bins to ``HD``, ``HF``.
+    ``minmax``: also the FP32 range (a run that is a channel)."""
     L = LANES
     m = w.size
     nl = min(L, m)
     sub_codes = HC.size > 0 and m >= HC.size
+    s32, z32 = np.float32(s), np.float32(z)
     _lanes_reset(S, Q, nl)
     for j in range(nl):
-        S[_SS * L + j] = s
-        S[_SZ * L + j] = z
-        S[_SH * L + j] = h
+        F[_FS * L + j] = s32
+        F[_FZ * L + j] = z32
     for o in range(0, m, L):
         n = min(L, m - o)
         qr = q[o:o + n]
         if use_table:
-            _lanes_table(w[o:o + n], qr, S, Q, origin, inv)
+            if minmax:
+                _lanes_run_mm(w[o:o + n], qr, s32, z32, h, S, Q, origin, inv)
+            else:
+                _lanes_run(w[o:o + n], qr, s32, z32, h, S, Q, origin, inv)
             if sub_codes:
                 _count4(qr, -lo_code, HC, levels)
             else:
                 for j in range(n):
                     table[base + np.int64(qr[j]) - lo_code] += 1
         else:
-            _lanes_full(w[o:o + n], qr, S, Q, origin, inv)
+            _lanes_run_full(w[o:o + n], qr, s32, z32, h, S, Q, origin, inv)
             _count4(Q[_BD * L:_BD * L + n], 0, HD, HIST_SIZE)
             if sub_codes:
                 _count4(qr, -lo_code, HC, levels)
@@ -667,7 +719,7 @@ def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, table, code_hist,
             _merge4(HC, levels, table, base)
         else:
             _merge4(HC, levels, code_hist, 0)
-    _segment_end(S, Q, nl)
+    _segment_end(F, S, Q, nl)
     rows = m // L
     for j in range(nl):
         _lanes_into(S, Q, j, rows + (1 if j < m - rows * L else 0), out, c)
@@ -685,6 +737,7 @@ def fast_runs(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, lev
     acc = np.empty((ACC, 1))
     S = np.empty(_NS * L)
     Q = np.empty(_NQ * L, np.int32)
+    F = np.empty(_NF * L, np.float32)
     b2, s2 = pblk[2], pstr[2]
     step = d2 if s2 == 0 else b2
     HD = np.zeros(4 * HIST_SIZE, np.int64)
@@ -701,8 +754,8 @@ def fast_runs(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, lev
                 t1 = min(t0 + step, d2)
                 _acc_init(acc[:, 0])
                 _fast_run(w[i0, i1, t0:t1], q[i0, i1, t0:t1], scale[p], zp[p], half[p], p * levels,
-                          lo_code, levels, use_table, table, code_hist, origin, inv, do_fp, S, Q,
-                          HF, HD, HC, acc, 0)
+                          lo_code, levels, use_table, per_ch, table, code_hist, origin, inv, do_fp,
+                          F, S, Q, HF, HD, HC, acc, 0)
                 if per_ch:
                     _fold(ch_acc, c1, acc, 0)
                 _fold(tot, 0, acc, 0)
@@ -710,4 +763,5 @@ def fast_runs(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, lev
         _merge4(HD, HIST_SIZE, dq_hist, 0)
     if do_fp:
         _merge4(HF, HIST_SIZE, fp_hist, 0)
+    tot[4, 0] = (tot[1, 0] + tot[3, 0] - tot[2, 0]) / 2  # wd (the table path derives it too)
     return tot[:, 0]
