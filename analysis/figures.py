@@ -69,7 +69,8 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
     One column of horizontal floating bars per model (FP32 first), layers top to bottom
     in graph order, each bar from ``lo`` to ``hi`` (``base=lo``, ``x=hi-lo``) and coloured
     by ``log10(max |w|)`` on a shared Viridis scale.  A variant's weight without
-    quantization parameters is drawn as a hatched grey bar at the FP32 range.
+    quantization parameters (left in float, op not quantized, not matched: the hover says
+    which) is drawn as a hatched grey bar at the FP32 range.
 
     Parameters
     ----------
@@ -123,7 +124,7 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
                                          lenmode="pixels", len=min(260, max(120, ROW_PX * len(keys))),
                                          y=1, yanchor="top", tickvals=list(range(math.floor(cmin), math.ceil(cmax) + 1)),
                                          ticktext=[f"1e{t}" for t in range(math.floor(cmin), math.ceil(cmax) + 1)])))
-            label = "FP32" if model == views.FP32_LABEL else ("quantized" if quantized else "float")
+            label = "FP32" if model == views.FP32_LABEL else ("quantized" if quantized else "no parameters")
             fig.add_trace(go.Bar(
                 y=part["fp32_name"], x=(part["hi"] - part["lo"]).to_numpy(float),
                 base=part["lo"].to_numpy(float), orientation="h", marker=marker,

@@ -25,6 +25,16 @@ def pytest_setup_options():
     return options
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels(tmp_path_factory):
+    """Analyse the sample models once in this process before any browser test: the analysis
+    kernels (numba) are compiled here, so the job processes forked from this one inherit
+    them instead of each compiling for tens of seconds on a busy machine."""
+    import analysis
+    analysis.analyze(DATA / "cnn_fp32.onnx", sorted(p for p in DATA.glob("cnn_*.onnx") if "fp32" not in p.name),
+                     cache=False)
+
+
 @pytest.fixture
 def sample_app():
     from dashapp.app import create_app
@@ -55,7 +65,7 @@ def open_page(dash_duo, app, query: str = ""):
     wait_ready(dash_duo)
 
 
-def wait_ready(dash_duo, timeout=40):
+def wait_ready(dash_duo, timeout=90):
     """Wait for the range chart to have bars (the job finished and the views rendered)."""
     dash_duo.wait_for_element("#layer-range-chart .bars path", timeout=timeout)
 
@@ -163,3 +173,19 @@ def write_chain_models(folder: Path, n_layers: int = 150, width: int = 256, seed
     onnx.save(model(False), folder / "chain_fp32.onnx")
     onnx.save(model(True), folder / "chain_int8.onnx")
     return folder
+
+
+def settle(dash_duo, quiet: float = 0.6, timeout: float = 20):
+    """Wait until no component has been loading for ``quiet`` seconds, so a test does not
+    stop the server in the middle of a callback."""
+    js = "return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length"
+    end = time.time() + timeout
+    calm_since = None
+    while time.time() < end:
+        if dash_duo.driver.execute_script(js) == 0:
+            calm_since = calm_since or time.time()
+            if time.time() - calm_since >= quiet:
+                return
+        else:
+            calm_since = None
+        time.sleep(0.1)

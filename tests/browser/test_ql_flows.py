@@ -19,7 +19,7 @@ from selenium.webdriver.common.keys import Keys
 
 import analysis
 from conftest import (DATA, click, drag_box, go_to_tab, open_page, plotly_points, query_of, selected_layer,
-                      table_column, wait_for, wait_ready)
+                      settle, table_column, wait_for, wait_ready)
 
 VARIANTS = ["cnn_dynamic_uint8", "cnn_int8_qdq_perchannel", "cnn_matmulnbits_4bit", "cnn_uint8_qop_pertensor"]
 
@@ -52,6 +52,7 @@ def legend_names(dash_duo, graph_id: str) -> list[str]:
 
 
 def no_console_errors(dash_duo):
+    settle(dash_duo)
     assert dash_duo.get_logs() == []
 
 
@@ -68,6 +69,9 @@ def test_ql001_page_opens_on_the_sample_models(dash_duo, sample_app):
     assert legend_names(dash_duo, "layer-sqnr-chart") == VARIANTS
     dash_duo.wait_for_contains_text("#next-steps-div", "fc1.weight", timeout=10)
     assert "4 variant(s) against cnn_fp32.onnx" in dash_duo.find_element("#job-status-text").text
+    # "show" on the worst layer of "What to do next" selects it
+    click(dash_duo, "#next-steps-div button")
+    wait_for(lambda: selected_layer(dash_duo) == "fc1.weight", message="selection from 'show'")
     no_console_errors(dash_duo)
 
 
@@ -83,7 +87,7 @@ def test_ql002_choosing_variants_updates_every_view(dash_duo, sample_app):
     wait_for(lambda: query_of(dash_duo).get("v") == ids["cnn_matmulnbits_4bit"], message="URL variants")
     wait_for(lambda: legend_names(dash_duo, "layer-sqnr-chart") == ["cnn_matmulnbits_4bit"], message="SQNR chart")
     assert set(legend_names(dash_duo, "layer-range-chart")) == {
-        "FP32 (FP32)", "cnn_matmulnbits_4bit (quantized)", "cnn_matmulnbits_4bit (float)"}
+        "FP32 (FP32)", "cnn_matmulnbits_4bit (quantized)", "cnn_matmulnbits_4bit (no parameters)"}
     go_to_tab(dash_duo, "Layers")
     dash_duo.wait_for_contains_text("#table-info-div", "10 rows", timeout=10)
     assert set(table_column(dash_duo, "variant")) == {"cnn_matmulnbits_4bit"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import go_to_tab, open_page, wait_for
+from conftest import go_to_tab, open_page, settle, wait_for
 from test_ql_flows import ids_by_name, legend_names
 
 TABS = ["Overview", "Layers", "Distributions"]
@@ -46,4 +46,5 @@ def test_ql010_tabs_fit_laptop_and_wide_windows(dash_duo, sample_app, tmp_path, 
         driver.execute_script("window.scrollTo({top: document.body.scrollHeight, behavior: 'instant'})")
         time.sleep(0.3)
         driver.save_screenshot(str(out / f"{width}x{height}-{name}-bottom.png"))
+    settle(dash_duo)
     assert dash_duo.get_logs() == []

@@ -36,8 +36,8 @@ def test_range_chart_variant_bars_and_float_layers(tiny, tiny_weights):
     assert good.base[i] == pytest.approx(float(dq.min()), abs=1e-7)
     assert good.base[i] + good.x[i] == pytest.approx(float(dq.max()), abs=1e-7)
     names = [t.name for t in fig.data]
-    assert "partial (quantized)" in names and "partial (float)" in names
-    (flt,) = [t for t in fig.data if t.name == "partial (float)"]
+    assert "partial (quantized)" in names and "partial (no parameters)" in names
+    (flt,) = [t for t in fig.data if t.name == "partial (no parameters)"]
     assert set(flt.y) == {"fc1.bias", "fc2.weight", "fc3.weight", "fc3.bias"}
     assert flt.marker.pattern.shape == "/"
     # one column per model, sharing the x range
