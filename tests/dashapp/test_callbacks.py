@@ -72,19 +72,19 @@ def test_restore_defaults_and_from_url(cbs, cat, by):
     out = cbs["restore_view_from_url"]("")
     assert out[0] == by["fp32.onnx"]
     assert out[1] == [by[n] for n in ("coarse.onnx", "good.onnx", "other.onnx", "partial.onnx")]
-    assert out[2] == ids.TAB_OVERVIEW and out[8] == {"layer": None} and out[-1] is None
+    assert out[2] == ids.TAB_OVERVIEW and out[8] == {"layer": None} and out[12] is None
     q = f"?ref={by['fp32.onnx']}&v={by['good.onnx']}&layer=fc2.weight&tab=layers&role=weight&sqnr=30"
     out = cbs["restore_view_from_url"](q)
     assert out[:9] == (by["fp32.onnx"], [by["good.onnx"]], "layers", [], ["weight"], [], "", 30.0,
                        {"layer": "fc2.weight"})
     assert out[9:12] == ([], ["weight"], [])     # the link's filter values are offered as options
-    assert out[-1] is None
+    assert out[12] is None                       # no problem with the link
 
 
 def test_restore_reports_unknown_ids(cbs, by):
     out = cbs["restore_view_from_url"](f"?ref=000000000000&v={by['good.onnx']},111111111111")
     assert out[0] is None and out[1] == [by["good.onnx"]]
-    text = str(out[-1])
+    text = str(out[12])
     assert "reference model this server does not have" in text and "1 variant(s)" in text
 
 
