@@ -725,14 +725,15 @@ def find_quantized(mg: ModelGraph) -> tuple[list[QuantTensor], list[str]]:
     """
     ctx = _Ctx(mg)
     problems, failed = [], set()
-    for i, node in enumerate(mg.nodes):
-        h = _HANDLERS.get(node.op_type)
-        if h is None:
-            continue
-        try:
-            h(ctx, i, node)
-        except QuantLensError as e:
-            problems.append(f"{mg.node_name(i)} ({node.op_type}): {e}")
-            failed.update(node.input)
-    _fallback(ctx, problems, failed)
+    with np.errstate(all="ignore"):  # NaN/Inf/zero parameters are reported later, not warned about
+        for i, node in enumerate(mg.nodes):
+            h = _HANDLERS.get(node.op_type)
+            if h is None:
+                continue
+            try:
+                h(ctx, i, node)
+            except QuantLensError as e:
+                problems.append(f"{mg.node_name(i)} ({node.op_type}): {e}")
+                failed.update(node.input)
+        _fallback(ctx, problems, failed)
     return list(ctx.found.values()), problems

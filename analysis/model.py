@@ -112,17 +112,23 @@ class ModelGraph:
         """True when ``name`` is an initializer or a Constant output."""
         return bool(name) and name in self.constants
 
+    def _const(self, name: str) -> TensorProto:
+        t = self.constants.get(name)
+        if t is None:  # e.g. a scale computed at run time, or a name no node produces
+            raise TensorReadError(f"'{name}' is not a constant of the model")
+        return t
+
     def array(self, name: str) -> np.ndarray:
         """Decode constant ``name`` (see :func:`analysis.tensors.tensor_to_array`)."""
-        return tensor_to_array(self.constants[name], self.base_dir)
+        return tensor_to_array(self._const(name), self.base_dir)
 
     def dtype(self, name: str) -> int:
         """ONNX element type of constant ``name``."""
-        return self.constants[name].data_type
+        return self._const(name).data_type
 
     def shape(self, name: str) -> tuple[int, ...]:
         """Shape of constant ``name``."""
-        return tuple(int(d) for d in self.constants[name].dims)
+        return tuple(int(d) for d in self._const(name).dims)
 
 
 def _constant_tensor(node: NodeProto) -> TensorProto | None:
@@ -264,6 +270,8 @@ def parse_model_bytes(data: bytes, label: str = "upload") -> ModelGraph:
     ModelLoadError
         Not protobuf, empty, or a model whose weights live in side files.
     """
+    if len(data) > MAX_PROTO_BYTES:
+        raise ModelLoadError(f"{label} is {len(data)} bytes, over the 2 GiB protobuf limit")
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, RuntimeError, ValueError) as e:
