@@ -488,6 +488,70 @@ def test_unreadable_parameter_is_a_problem_not_a_crash(tmp_path, rng, sentinel):
     sentinel.check()
 
 
+def _nbits_model(**attrs) -> onnx.ModelProto:
+    g = helper.make_graph(
+        [helper.make_node("MatMulNBits", ["X", "W_Q4", "W_scales"], ["Y"], name="n_Q4", domain="com.microsoft",
+                          **attrs)], "g", [_vi("X")], [_vi("Y")],
+        initializer=[numpy_helper.from_array(np.zeros((2, 1, 8), np.uint8), "W_Q4"),
+                     numpy_helper.from_array(np.ones(2, np.float32), "W_scales")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("attrs,words", [
+    (dict(N=2, bits=4, block_size=16), "required attribute 'K' is missing"),
+    (dict(K=16, N=2, bits=4, block_size=0), "attribute block_size=0 is out of range (at least 1)"),
+    (dict(K=16, N=2, bits=4, block_size=16.5), "attribute 'block_size' should be an integer, not float"),
+    (dict(K=16, N=2, bits=3, block_size=16), "3-bit codes are not read yet"),
+], ids=["missing_K", "block_size_zero", "block_size_float", "bits_3"])
+def test_malformed_operator_attributes_are_problems(attrs, words, tmp_path, rng, sentinel):
+    """Found by the fuzzer: ``int(None)`` / division by zero escaped as TypeError /
+    ZeroDivisionError.  Now the node is one line in problems."""
+    fp = write(fp32_model({"W": rng.normal(size=(16, 2))}), tmp_path / "fp32.onnx")
+    v = write(_nbits_model(**attrs), tmp_path / "nbits.onnx")
+    a = no_warnings(lambda: analyze(fp, [v]))
+    (p,) = problems_of(a)
+    assert p.startswith("n_Q4 (MatMulNBits): ") and words in p
+    assert_cli_partial(fp, v, tmp_path / "out", [p])
+    sentinel.check()
+
+
+def test_huge_block_size_does_not_allocate_it(tmp_path, rng, sentinel):
+    """``block_size`` = 2**40 with one block: once expanded ``2**40`` scales (fuzzer finding);
+    now at most one copy per element."""
+    w = weights(rng)
+    q = qdq_model(w)
+    for n in q.graph.node:
+        if n.op_type == "DequantizeLinear":
+            n.attribute.extend([helper.make_attribute("axis", 0), helper.make_attribute("block_size", 2**40)])
+    for name, rows in (("w1", 3), ("w2", 2)):
+        s = _tensor(q, f"{name}_scale")
+        s.CopyFrom(numpy_helper.from_array(np.full((1, rows), 0.02, np.float32), f"{name}_scale"))
+        z = _tensor(q, f"{name}_zero_point")
+        z.CopyFrom(numpy_helper.from_array(np.zeros((1, rows), np.int8), f"{name}_zero_point"))
+    fp = write(fp32_model(w), tmp_path / "fp32.onnx")
+    v = write(q, tmp_path / "huge_block.onnx")
+    a = no_warnings(lambda: analyze(fp, [v]))
+    assert set(a.layers["granularity"]) == {"blockwise"} and set(a.layers["block_size"]) == {2**40}
+    sentinel.check()
+
+
+def test_names_that_are_not_utf8_are_refused(tmp_path, rng, sentinel):
+    """protobuf hands back ``bytes`` for a string field holding invalid UTF-8 (fuzzer finding:
+    ``name.endswith`` raised TypeError).  Such a file is not a valid ONNX model."""
+    w = weights(rng)
+    data = qdq_model(w).SerializeToString().replace(b"w1_quantized", b"w1_quantiz\xff\xfe")
+    fp = write(fp32_model(w), tmp_path / "fp32.onnx")
+    v = write(data, tmp_path / "latin.onnx")
+    words = ("is not a valid ONNX model", "not UTF-8 text")
+    raises(ModelLoadError, lambda: load_model(v), "'latin.onnx'", *words)
+    raises(ModelLoadError, lambda: parse_model_bytes(data, "upload"), "upload", *words)
+    raises(ModelLoadError, lambda: analyze(fp, [v]), *words)
+    assert_cli_error(fp, v, tmp_path / "out", *words)
+    sentinel.check()
+
+
 # ============================================================ unusual values and shapes
 def test_nan_and_inf_fp32_weights_are_counted_and_left_out(tmp_path, sentinel):
     w1 = np.array([[np.nan, 1, 2], [np.inf, -np.inf, 0.5], [1, 2, 3], [0, 0, 0]], np.float32)
