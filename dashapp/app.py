@@ -2,19 +2,26 @@
 
 Settings come from the environment (see :mod:`dashapp.config`).  Theme CSS is served
 from ``dashapp/assets/`` (no CDN); dev tools are off unless ``QUANTLENS_DEBUG=1``.
+Uploads, the request-size cap and optional access control: :mod:`dashapp.uploads`,
+:mod:`dashapp.hosting`.
 """
 
 from __future__ import annotations
 
 import logging
 
+from analysis.warmup import warm_up
 from dash import Dash
 
 from . import callbacks
-from .config import Settings, settings_from_env
+from .callbacks import uploads as upload_callbacks
+from .config import Settings, hosting_settings_from_env, settings_from_env
+from .hosting import configure_server
 from .layout import build_layout
 from .models import scan_models
 from .results import Results
+from .upload_panel import upload_panel
+from .uploads import UploadStore, WithUploads
 
 __all__ = ["create_app", "app", "server", "celery_app"]
 
@@ -43,13 +50,21 @@ def create_app(model_dir=None) -> Dash:
     """The QuantLens dashboard for the models in ``model_dir`` (default
     ``$QUANTLENS_MODEL_DIR``, else the repository's ``data/``)."""
     settings = settings_from_env(model_dir)
+    hosting = hosting_settings_from_env()
     catalogue = scan_models(settings.model_dir)
     log.info("%d models offered from %s", len(catalogue), settings.model_dir)
+    uploads = UploadStore.from_settings(hosting)
+    uploads.cleanup()
     manager, celery = _background_manager(settings)
+    warm_up()  # compile the kernels here, so forked workers and background jobs inherit them
     app = Dash(__name__, title="QuantLens", update_title=None, serve_locally=True,
                background_callback_manager=manager, external_stylesheets=[])
-    app.layout = build_layout(catalogue)
-    app.quantlens_callbacks = callbacks.register_all(app, Results(catalogue), manager)
+    app.layout = build_layout(catalogue, uploads=upload_panel(hosting.max_upload_bytes,
+                                                              hosting.upload_ttl_seconds / 3600))
+    results = Results(WithUploads(catalogue, uploads))
+    app.quantlens_callbacks = callbacks.register_all(app, results, manager)
+    app.quantlens_callbacks.update(upload_callbacks.register(app, results, uploads))
+    configure_server(app, hosting, debug=settings.debug)
     app.celery_app = celery
     if settings.debug:
         app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)

@@ -12,6 +12,25 @@
 ``REDIS_URL``               run background jobs with Celery + Redis (only if
                             ``celery`` is installed; otherwise a log line and disk)
 ==========================  =====================================================
+
+Uploads and access control (:class:`HostingSettings`, read by :func:`hosting_settings_from_env`):
+
+=============================  ==================================================
+``QUANTLENS_MAX_UPLOAD_MB``    largest uploaded model file (default 200); the
+                               request-body cap (``MAX_CONTENT_LENGTH``) follows
+                               from it (base64 + JSON overhead)
+``QUANTLENS_UPLOAD_DIR``       where uploads are kept (default
+                               ``$QUANTLENS_CACHE_DIR/uploads``)
+``QUANTLENS_UPLOAD_TTL_HOURS`` uploads older than this are deleted (default 24)
+``QUANTLENS_UPLOAD_QUOTA_MB``  most disk all uploads together may use (default
+                               2048); a full store refuses new uploads
+``QUANTLENS_BASIC_AUTH``       ``user:password`` turns on HTTP basic auth (off by
+                               default)
+``QUANTLENS_BASIC_AUTH_FILE``  a file of ``user:password`` lines (or
+                               ``user:<werkzeug password hash>``); also turns it on
+``QUANTLENS_USER_HEADER``      e.g. ``X-Forwarded-User``: requests without this
+                               header (set by a trusted proxy) get 401
+=============================  ==================================================
 """
 
 from __future__ import annotations
@@ -20,7 +39,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "settings_from_env", "DEFAULT_MODEL_DIR"]
+__all__ = ["Settings", "settings_from_env", "DEFAULT_MODEL_DIR", "HostingSettings",
+           "hosting_settings_from_env"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -43,3 +63,44 @@ def settings_from_env(model_dir: str | os.PathLike | None = None) -> Settings:
                     debug=os.environ.get("QUANTLENS_DEBUG", "") == "1",
                     jobs_dir=Path(jobs) if jobs else None,
                     redis_url=os.environ.get("REDIS_URL") or None)
+
+
+@dataclass(frozen=True)
+class HostingSettings:
+    """Uploads and access control of one app instance (see the module docstring)."""
+
+    max_upload_bytes: int
+    upload_dir: Path
+    upload_ttl_seconds: float
+    upload_quota_bytes: int
+    basic_auth: str | None
+    basic_auth_file: Path | None
+    user_header: str | None
+
+
+def _positive(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        v = float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not v > 0:
+        raise ValueError(f"{name} must be positive, not {raw!r}")
+    return v
+
+
+def hosting_settings_from_env() -> HostingSettings:
+    """Upload and access settings from the environment; a malformed number raises
+    ``ValueError`` at start-up rather than weakening a limit."""
+    from analysis.cache import cache_dir
+    up = os.environ.get("QUANTLENS_UPLOAD_DIR")
+    auth_file = os.environ.get("QUANTLENS_BASIC_AUTH_FILE")
+    return HostingSettings(
+        max_upload_bytes=int(_positive("QUANTLENS_MAX_UPLOAD_MB", 200) * 2**20),
+        upload_dir=Path(up).expanduser().resolve() if up else cache_dir() / "uploads",
+        upload_ttl_seconds=_positive("QUANTLENS_UPLOAD_TTL_HOURS", 24) * 3600,
+        upload_quota_bytes=int(_positive("QUANTLENS_UPLOAD_QUOTA_MB", 2048) * 2**20),
+        basic_auth=os.environ.get("QUANTLENS_BASIC_AUTH") or None,
+        basic_auth_file=Path(auth_file).expanduser() if auth_file else None,
+        user_header=(os.environ.get("QUANTLENS_USER_HEADER") or "").strip() or None,
+    )

@@ -77,3 +77,11 @@ LAYER_CALLOUT_ALERT = "layer-callout-alert"  # the dbc.Alert inside LAYER_CALLOU
 ANALYSIS_ERROR_ALERT = "analysis-error-alert"  # the dbc.Alert inside ANALYSIS_ALERT
 SELECTED_LAYER_TEXT = "selected-layer-text"   # inside SELECTION_INFO
 BOX_SELECTION_BADGE = "box-selection-badge"   # inside SELECTION_INFO
+
+# uploads (dashapp/callbacks/uploads.py)
+UPLOAD_STORE = "upload-store"                 # session storage: ids of this session's uploads
+UPLOAD_REF = "upload-ref-upload"              # dcc.Upload for an FP32 reference
+UPLOAD_VARIANT = "upload-variant-upload"      # dcc.Upload for a quantized variant
+UPLOAD_ALERT = "upload-alert-div"
+UPLOAD_ERROR_ALERT = "upload-error-alert"     # the dbc.Alert inside UPLOAD_ALERT when refused
+UPLOAD_OK_ALERT = "upload-ok-alert"           # the dbc.Alert inside UPLOAD_ALERT when kept

@@ -176,16 +176,18 @@ def stores():
         dcc.Store(id=ids.RESTORED_LAYER_STORE),
         dcc.Store(id=ids.ANALYSIS_STORE),
         dcc.Store(id=ids.FILTER_STORE),
+        dcc.Store(id=ids.UPLOAD_STORE, storage_type="session"),
     ]
 
 
-def build_layout(catalogue: Catalogue):
-    """The whole page for one model catalogue."""
+def build_layout(catalogue: Catalogue, uploads=None):
+    """The whole page for one model catalogue (``uploads``: the upload panel, if offered)."""
     return html.Div([
         *stores(),
         navbar(),
         dbc.Container(dbc.Row([
-            dbc.Col([model_panel(catalogue), filter_panel(), export_panel()], lg=3, className="sidebar"),
+            dbc.Col([model_panel(catalogue), *([uploads] if uploads is not None else []), filter_panel(),
+                     export_panel()], lg=3, className="sidebar"),
             dbc.Col([
                 selection_bar(),
                 dbc.Tabs([overview_tab(), layers_tab(), distributions_tab()], id=ids.TABS,

@@ -47,6 +47,8 @@ class Results:
                                  "or the model was removed. Pick a model from the list.")
         if isinstance(variant_ids, str):
             variant_ids = [variant_ids]
+        elif variant_ids is not None and not isinstance(variant_ids, (list, tuple)):
+            raise SelectionError("Unknown variant model id: pick the variants from the list.")
         ids = [v for v in (variant_ids or []) if v != ref_id]
         if not ids:
             raise SelectionError("Choose at least one quantized variant to compare with the reference.")

@@ -7,6 +7,7 @@ from dash import Input, Output, State, no_update
 from .. import components as c
 from .. import ids
 from ..state import decode_url, encode_url, make_filters
+from ..uploads import dropdown_options, session_ids
 
 
 def register(app, results) -> dict:
@@ -20,9 +21,10 @@ def register(app, results) -> dict:
         Output(ids.SQNR_FILTER, "value"), Output(ids.RESTORED_LAYER_STORE, "data"),
         Output(ids.OP_FILTER, "options"), Output(ids.ROLE_FILTER, "options"),
         Output(ids.VARIANT_FILTER, "options"), Output(ids.URL_ALERT, "children"),
-        Input(ids.URL, "search"),
+        Output(ids.REF_DROPDOWN, "options"), Output(ids.VARIANT_DROPDOWN, "options"),
+        Input(ids.URL, "search"), State(ids.UPLOAD_STORE, "data"),
     )
-    def restore_view_from_url(search):
+    def restore_view_from_url(search, session_uploads=None):
         s = decode_url(search)
         ref, variants, problems = s["ref"], s["variants"], []
         if ref and catalogue.get(ref) is None:
@@ -38,9 +40,12 @@ def register(app, results) -> dict:
             known = [e.id for e in catalogue.default_variants(catalogue.get(ref))]
         # the dropdowns drop values missing from their options: offer the link's values
         # until the analysis fills in the full lists
+        # uploads are offered to the session that made them and to whoever holds their link;
+        # options and values arrive together, so the pickers keep the uploaded ids
+        models = dropdown_options(catalogue, session_ids([ref, *known]) + session_ids(session_uploads))
         return (ref, known, s["tab"], s["ops"], s["roles"], s["filter_variants"], s["search"],
                 s["sqnr_below"], {"layer": s["layer"]}, s["ops"], s["roles"], s["filter_variants"],
-                c.url_problems(problems))
+                c.url_problems(problems), models, models)
 
     @app.callback(
         Output(ids.FILTER_STORE, "data"),
