@@ -180,12 +180,17 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
     return st
 
 
+#: Smaller tensors take the generic kernel: the lane kernels' fixed cost (scratch and
+#: sub-histograms) is ~7 us, more than they save below this many elements.
+FAST_MIN_SIZE = 1 << 14
+
+
 def _fast_ok(check_finite: bool, column_mode: bool, vshape, pstr, pblk, scale: np.ndarray,
              zp: np.ndarray) -> bool:
     """Whether the vectorised kernels apply: no NaN/Inf weights, finite scales small
     enough that no dq overflows, zero points whose ``q - z`` is exact in float32, and
-    runs (or rows of columns) long enough to fill the lanes."""
-    if check_finite:
+    runs (or rows of columns) long enough to fill the lanes, and enough elements."""
+    if check_finite or int(np.prod(vshape)) < FAST_MIN_SIZE:
         return False
     if column_mode:
         if vshape[2] < 16:

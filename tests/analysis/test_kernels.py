@@ -72,6 +72,7 @@ def test_kernel_equals_numpy(rng, layout, nonfinite):
 @pytest.mark.parametrize("variant", ["plain", "signs", "nonfinite"])
 def test_fast_kernels_equal_numpy(rng, monkeypatch, layout, variant):
     import analysis.tensor_stats as ts
+    monkeypatch.setattr(ts, "FAST_MIN_SIZE", 0)  # small layouts on the lane kernels too
     calls = []
     for name in ("fast_column", "fast_runs"):
         monkeypatch.setattr(ts, name, (lambda f: lambda *a: calls.append(f) or f(*a))(getattr(ts, name)))
@@ -83,6 +84,7 @@ def test_fast_kernels_equal_numpy(rng, monkeypatch, layout, variant):
 def test_fast_kernel_skips_huge_scale(rng, monkeypatch):
     """A scale whose dq could overflow float32 takes the generic kernel."""
     import analysis.tensor_stats as ts
+    monkeypatch.setattr(ts, "FAST_MIN_SIZE", 0)
     called = []
     monkeypatch.setattr(ts, "fast_column", lambda *a: called.append(1))
     w, d, qrange = _case(rng, (30, 40), (1, 40), None, None, (1,), "int8")
@@ -120,3 +122,12 @@ def _check(w, d, qrange):
     if fast.fp_done:
         np.testing.assert_array_equal(fp_hist, sep)
     assert sep.sum() == np.isfinite(w).sum()
+
+
+def test_tiny_tensor_takes_generic_kernel(rng, monkeypatch):
+    """Below FAST_MIN_SIZE elements (biases) the generic kernel runs, same numbers."""
+    import analysis.tensor_stats as ts
+    called = []
+    monkeypatch.setattr(ts, "fast_runs", lambda *a: called.append(1))
+    _check(*_case(rng, (1024,), (), None, None, (), "uint8"))
+    assert not called
