@@ -102,6 +102,8 @@ class ModelGraph:
     producer: dict = field(default_factory=dict)
     opsets: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    #: external files already checked for this model (see tensors.external_data_path)
+    ext_memo: dict = field(default_factory=dict, repr=False)
 
     def node_name(self, i: int) -> str:
         """Name of node ``i`` (``<op>_<i>`` when the model leaves it empty)."""
@@ -120,7 +122,7 @@ class ModelGraph:
 
     def array(self, name: str) -> np.ndarray:
         """Decode constant ``name`` (see :func:`analysis.tensors.tensor_to_array`)."""
-        return tensor_to_array(self._const(name), self.base_dir)
+        return tensor_to_array(self._const(name), self.base_dir, self.ext_memo)
 
     def dtype(self, name: str) -> int:
         """ONNX element type of constant ``name``."""

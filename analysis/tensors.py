@@ -146,8 +146,8 @@ def _shown(s: str, n: int = 200) -> str:
     return s if len(s) <= n else f"{s[:n]}... ({len(s)} characters)"
 
 
-def external_data_path(t: TensorProto, base_dir: Path,
-                       need: int | None = None) -> tuple[Path, int, int | None]:
+def external_data_path(t: TensorProto, base_dir: Path, need: int | None = None,
+                       memo: dict | None = None) -> tuple[Path, int, int | None]:
     """Resolve the external file of ``t`` safely.
 
     The location must be relative, free of ``..``, not a symbolic link, not a
@@ -159,6 +159,10 @@ def external_data_path(t: TensorProto, base_dir: Path,
     need : int, optional
         Bytes the tensor occupies: checked against the file size when the
         tensor states no ``length``.
+    memo : dict, optional
+        Per-model memo of files already checked (location -> real path, size):
+        every tensor of a large model usually lives in one file, which is then
+        checked once instead of once per tensor.
 
     Returns
     -------
@@ -186,6 +190,9 @@ def external_data_path(t: TensorProto, base_dir: Path,
     parts = Path(loc.replace("\\", "/")).parts
     if ".." in parts:
         raise UnsafeModelError(f"tensor '{t.name}': external data location '{shown}' leaves the model folder")
+    if memo is not None and loc in memo:
+        real, size = memo[loc]
+        return real, *_span(t, info, shown, need, size)
     base = Path(os.path.realpath(base_dir))
     cand = base_dir / loc
     # Check every component for links before resolving: a symlinked folder is an escape too.
@@ -208,6 +215,13 @@ def external_data_path(t: TensorProto, base_dir: Path,
         raise UnsafeModelError(f"tensor '{t.name}': external data '{shown}' is not a regular file")
     if st.st_nlink > 1:
         raise UnsafeModelError(f"tensor '{t.name}': external data '{shown}' has multiple hard links")
+    if memo is not None:
+        memo[loc] = (real, st.st_size)
+    return real, *_span(t, info, shown, need, st.st_size)
+
+
+def _span(t: TensorProto, info: dict, shown: str, need: int | None, size: int) -> tuple[int, int | None]:
+    """Offset and length of ``t`` in a checked file of ``size`` bytes."""
     try:
         offset = int(info.get("offset", 0) or 0)
         length = int(info["length"]) if info.get("length") else None
@@ -216,11 +230,11 @@ def external_data_path(t: TensorProto, base_dir: Path,
     if offset < 0 or (length is not None and length < 0):
         raise TensorReadError(f"tensor '{t.name}': negative external data offset or length")
     span = length if length is not None else (need or 0)
-    if offset + span > st.st_size:
+    if offset + span > size:
         raise TensorReadError(
             f"tensor '{t.name}': external data needs bytes {offset}..{offset + span} "
-            f"but '{shown}' has {st.st_size}")
-    return real, offset, length
+            f"but '{shown}' has {size}")
+    return offset, length
 
 
 def _raw_bytes_needed(data_type: int, n: int) -> int:
@@ -229,7 +243,7 @@ def _raw_bytes_needed(data_type: int, n: int) -> int:
     return n * _NP[data_type].itemsize
 
 
-def tensor_to_array(t: TensorProto, base_dir: Path | None = None) -> np.ndarray:
+def tensor_to_array(t: TensorProto, base_dir: Path | None = None, memo: dict | None = None) -> np.ndarray:
     """Decode ``t`` into a NumPy array of its logical shape.
 
     Parameters
@@ -263,7 +277,7 @@ def tensor_to_array(t: TensorProto, base_dir: Path | None = None) -> np.ndarray:
     if t.data_location == TensorProto.EXTERNAL:
         if base_dir is None:
             raise UnsafeModelError(f"tensor '{t.name}' lives in an external file, which is not allowed here")
-        path, offset, length = external_data_path(t, base_dir, need)
+        path, offset, length = external_data_path(t, base_dir, need, memo)
         if length is not None and length != need:
             raise TensorReadError(f"tensor '{t.name}': external length {length} bytes, {need} expected")
         if need == 0:
