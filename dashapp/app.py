@@ -28,6 +28,18 @@ __all__ = ["create_app", "app", "server", "celery_app"]
 log = logging.getLogger(__name__)
 
 
+#: Seconds a finished job's result is kept for its page to collect.
+_JOB_RESULT_TTL = 600
+
+
+def _job_nonce() -> str:
+    # Dash keys a job's result by its arguments and the first poll that reads it deletes
+    # it: two pages asking for the same models at once shared a key, and the slower one
+    # never got its answer.  A nonce per job gives each its own key (kept _JOB_RESULT_TTL).
+    import secrets
+    return secrets.token_hex(8)
+
+
 def _background_manager(settings: Settings):
     """Celery + Redis when ``REDIS_URL`` is set and celery is installed, else diskcache."""
     from dash import CeleryManager, DiskcacheManager
@@ -39,11 +51,11 @@ def _background_manager(settings: Settings):
                         "with diskcache")
         else:
             celery = Celery(__name__, broker=settings.redis_url, backend=settings.redis_url)
-            return CeleryManager(celery), celery
+            return CeleryManager(celery, cache_by=[_job_nonce], expire=_JOB_RESULT_TTL), celery
     import diskcache
     from analysis.cache import cache_dir
     jobs = settings.jobs_dir or (cache_dir() / "dash-jobs")
-    return DiskcacheManager(diskcache.Cache(str(jobs))), None
+    return DiskcacheManager(diskcache.Cache(str(jobs)), cache_by=[_job_nonce], expire=_JOB_RESULT_TTL), None
 
 
 def create_app(model_dir=None) -> Dash:
