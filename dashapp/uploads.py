@@ -34,7 +34,7 @@ import analysis
 from .models import QUANT_OPS, Catalogue, ModelEntry
 
 __all__ = ["UploadError", "UploadStore", "WithUploads", "clean_filename", "decode_contents",
-           "is_upload_id", "dropdown_options", "session_ids", "MAX_SESSION_UPLOADS"]
+           "is_upload_id", "dropdown_options", "session_ids", "missing_upload_note", "MAX_SESSION_UPLOADS"]
 
 log = logging.getLogger(__name__)
 
@@ -338,3 +338,13 @@ def dropdown_options(catalogue, upload_ids) -> list[dict]:
         if e is not None:
             opts.append({"label": f"{e.name}  (upload{'' if e.quantized else ', float'})", "value": e.id})
     return opts
+
+
+def missing_upload_note(catalogue, model_ids) -> str | None:
+    """What to say when a link names uploads that are gone (expired, or never here)."""
+    gone = [i for i in session_ids(model_ids, limit=4 * MAX_SESSION_UPLOADS) if catalogue.get(i) is None]
+    if not gone:
+        return None
+    store = getattr(catalogue, "store", None)
+    kept = f"{store.ttl / 3600:g} hours" if store is not None else "a limited time"
+    return f"Uploaded models are kept for {kept}: upload the model again."

@@ -117,6 +117,14 @@ def main(argv=None) -> int:
               + f" MB; max {peak:.0f} MB (budget {a.rss_budget_mb:g} MB)")
         print(f"analysis job processes: {len(jobs)}, peak RSS {max(jobs, default=0):.0f} MB; "
               f"master {summary['master_peak_rss_mb']:.0f} MB")
+        if "worker_cpu_s" in m:
+            n = max(summary["callbacks"], 1)
+            summary.update(worker_cpu_s=round(m["worker_cpu_s"], 1), job_cpu_s=round(m["job_cpu_s"], 1),
+                           worker_cpu_ms_per_callback=round(1000 * m["worker_cpu_s"] / n, 1),
+                           worker_cores_busy=round(m["worker_cpu_s"] / max(m["sampled_s"], 1e-9), 2))
+            print(f"CPU: workers {m['worker_cpu_s']:.1f} s ({summary['worker_cpu_ms_per_callback']} ms per callback, "
+                  f"{summary['worker_cores_busy']} cores busy on average over {m['sampled_s']:.0f} s), "
+                  f"analysis jobs {m['job_cpu_s']:.1f} s")
         if peak > a.rss_budget_mb:
             bad.append(f"worker peak RSS {peak:.0f} MB > {a.rss_budget_mb:g} MB")
     else:

@@ -33,26 +33,48 @@ def _hwm_kib(pid: int) -> int | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def sample(master: int, out: str, interval: float = 0.25) -> None:
     workers: dict[int, int] = {}
     jobs: dict[int, int] = {}
+    cpu: dict[int, float] = {}            # last CPU seconds seen per worker / job
+    master_hwm = [0]
+    started = time.time()
 
     def dump():
         with open(out + ".tmp", "w") as f:
-            json.dump({"master": master, "workers_kib": workers, "jobs_kib": jobs,
-                       "master_kib": _hwm_kib(master)}, f)
+            json.dump({"master": master, "workers_kib": workers, "jobs_kib": jobs, "master_kib": master_hwm[0],
+                       "worker_cpu_s": sum(v for k, v in cpu.items() if k in workers),
+                       "job_cpu_s": sum(v for k, v in cpu.items() if k in jobs),
+                       "sampled_s": time.time() - started}, f)
         os.replace(out + ".tmp", out)
 
     last = 0.0
     while os.path.exists(f"/proc/{master}"):
+        master_hwm[0] = max(master_hwm[0], _hwm_kib(master) or 0)
         for w in _children(master):
             h = _hwm_kib(w)
             if h:
                 workers[w] = max(workers.get(w, 0), h)
+            c = _cpu_seconds(w)
+            if c is not None:
+                cpu[w] = c
             for j in _children(w):
                 hj = _hwm_kib(j)
                 if hj:
                     jobs[j] = max(jobs.get(j, 0), hj)
+                cj = _cpu_seconds(j)
+                if cj is not None:
+                    cpu[j] = cj
         if time.time() - last > 2:
             dump()
             last = time.time()

@@ -7,7 +7,7 @@ from dash import Input, Output, State, no_update
 from .. import components as c
 from .. import ids
 from ..state import decode_url, encode_url, make_filters
-from ..uploads import dropdown_options, session_ids
+from ..uploads import dropdown_options, missing_upload_note, session_ids
 
 
 def register(app, results) -> dict:
@@ -38,6 +38,9 @@ def register(app, results) -> dict:
             problems.append(f"{len(variants) - len(known)} variant(s) named in the link are not on this server.")
         if not variants and ref:
             known = [e.id for e in catalogue.default_variants(catalogue.get(ref))]
+        expired = missing_upload_note(catalogue, [s["ref"], *variants])
+        if expired:
+            problems.append(expired)
         # the dropdowns drop values missing from their options: offer the link's values
         # until the analysis fills in the full lists
         # uploads are offered to the session that made them and to whoever holds their link;

@@ -16,8 +16,8 @@ from dashapp.app import create_app
 from dashapp.hosting import request_body_cap
 from dashapp.uploads import UploadError, UploadStore, clean_filename, decode_contents, is_upload_id
 from upload_helpers import (Page, _field, alert_of, data_url, external_data_bytes, fp32_bytes, json_bytes,
-                            nested_if_bytes, no_nodes_bytes, pdf_bytes, png_bytes, response_props, variant_bytes,
-                            zip_bytes)
+                            nested_if_bytes, no_nodes_bytes, pdf_bytes, png_bytes, response_props, texts,
+                            variant_bytes, zip_bytes)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -335,3 +335,13 @@ print('ok')
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     src = (ROOT / "dashapp" / "uploads.py").read_text() + (ROOT / "dashapp" / "callbacks" / "uploads.py").read_text()
     assert "onnxruntime" not in src.replace("imports onnxruntime", "") and "onnx.load(" not in src
+
+
+def test_link_to_an_expired_upload_says_so(app, page, upload_dir):
+    uid = response_props(page.upload(variant_bytes()))["upload-store"]["data"][0]
+    (upload_dir / f"{uid}.json").unlink()                       # as the clean-up leaves it
+    r = Page(app).post("ref-model-dropdown.options", {"url-location.search": f"?v={uid}"})
+    props = response_props(r)
+    text = " ".join(texts(props["url-alert-div"]["children"]))
+    assert "not on this server" in text and "kept for 24 hours" in text
+    assert props["variant-models-dropdown"]["value"] == [] or uid not in props["variant-models-dropdown"]["value"]
