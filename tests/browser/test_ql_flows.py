@@ -18,7 +18,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 import analysis
-from conftest import (DATA, click, drag_box, go_to_tab, open_page, plotly_points, query_of, selected_layer,
+from browser_helpers import (DATA, click, drag_box, go_to_tab, open_page, plotly_points, query_of, selected_layer,
                       settle, table_column, wait_for, wait_ready)
 
 VARIANTS = ["cnn_dynamic_uint8", "cnn_int8_qdq_perchannel", "cnn_matmulnbits_4bit", "cnn_uint8_qop_pertensor"]
@@ -303,7 +303,7 @@ def test_ql013_first_analysis_shows_progress_and_can_be_cancelled(dash_duo, tmp_
     import re
     import dashapp.results
     from dashapp.app import create_app
-    from conftest import write_chain_models
+    from browser_helpers import write_chain_models
 
     real = dashapp.results.analysis.analyze
 

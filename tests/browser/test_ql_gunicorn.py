@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import DATA, query_of, wait_for
+from browser_helpers import DATA, query_of, wait_for
 
 
 def _free_port() -> int:

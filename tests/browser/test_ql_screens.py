@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import go_to_tab, open_page, settle, wait_for
+from browser_helpers import go_to_tab, open_page, settle, wait_for
 from test_ql_flows import ids_by_name, legend_names
 
 TABS = ["Overview", "Layers", "Distributions"]

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto as TP
 
-from conftest import query_of, settle, wait_for, write_chain_models
+from browser_helpers import query_of, settle, wait_for, write_chain_models
 
 
 def model_folder(tmp_path):
