@@ -96,7 +96,7 @@ def tensor_shape(t: TensorProto) -> tuple[int, ...]:
         raise TensorReadError(f"tensor '{t.name}' has a negative dimension {dims}")
     n = 1
     for d in dims:
-        n *= d
+        n *= max(d, 1)  # a zero dim does not make (0, 2**40, 2**40) a shape NumPy can hold
         if n > _MAX_ELEMENTS:
             raise TensorReadError(f"tensor '{t.name}' claims {dims}: more elements than any model holds")
     return dims

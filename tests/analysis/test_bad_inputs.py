@@ -616,6 +616,7 @@ def test_raw_data_shorter_than_dims_is_a_per_tensor_problem(tmp_path, rng, senti
     ([2**62, 4], "more elements than any model holds"),
     ([2**40, 2**40], "more elements than any model holds"),
     ([-3, 4], "negative dimension"),
+    ([0, 2**31, 2**40 - 1], "more elements than any model holds"),  # zero-size, yet NumPy cannot shape it
 ])
 def test_impossible_dims_are_ignored_with_a_problem(dims, words, tmp_path, rng, sentinel):
     """Dims whose product overflows int64 (or is negative), on either side: the tensor is
