@@ -42,7 +42,9 @@ def _job_nonce() -> str:
 
 def _background_manager(settings: Settings):
     """Celery + Redis when ``REDIS_URL`` is set and celery is installed, else diskcache."""
-    from dash import CeleryManager, DiskcacheManager
+    from dash import CeleryManager
+
+    from .job_manager import JobManager  # DiskcacheManager that does not wait for other workers' jobs
     if settings.redis_url:
         try:
             from celery import Celery
@@ -55,7 +57,7 @@ def _background_manager(settings: Settings):
     import diskcache
     from analysis.cache import cache_dir
     jobs = settings.jobs_dir or (cache_dir() / "dash-jobs")
-    return DiskcacheManager(diskcache.Cache(str(jobs)), cache_by=[_job_nonce], expire=_JOB_RESULT_TTL), None
+    return JobManager(diskcache.Cache(str(jobs)), cache_by=[_job_nonce], expire=_JOB_RESULT_TTL), None
 
 
 def create_app(model_dir=None) -> Dash:

@@ -129,6 +129,11 @@ def main(argv=None) -> int:
             bad.append(f"worker peak RSS {peak:.0f} MB > {a.rss_budget_mb:g} MB")
     else:
         bad.append("no rss.json")
+    lc = out / "locust_cpu.json"
+    if lc.exists():
+        c = json.loads(lc.read_text())
+        summary.update(locust_cpu_s=round(c["cpu_s"], 1), locust_wall_s=round(c["wall_s"], 1))
+        print(f"locust (the client, same machine): {c['cpu_s']:.1f} CPU-s over {c['wall_s']:.0f} s")
     summary["verdict"] = "FAIL: " + "; ".join(bad) if bad else "PASS"
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(summary["verdict"])

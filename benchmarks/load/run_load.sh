@@ -79,7 +79,12 @@ SPID=$!
 
 echo "locust: $USERS users, spawn rate $SPAWN/s, think time $WAIT s, $RUN_TIME -> $OUT (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 rc=0
-LOAD_WAIT=$WAIT LOAD_UPLOAD_MODELS="$OUT/upload-models" "$LOAD_VENV/bin/locust" -f benchmarks/load/locustfile.py --headless \
+# (run under a small wrapper that records locust's own CPU time: client and server share this machine)
+LOAD_WAIT=$WAIT LOAD_UPLOAD_MODELS="$OUT/upload-models" "$APP_PY" -c '
+import json, resource, subprocess, sys, time
+t = time.time(); rc = subprocess.call(sys.argv[2:]); r = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump({"cpu_s": r.ru_utime + r.ru_stime, "wall_s": time.time() - t, "rc": rc}, open(sys.argv[1], "w"))
+sys.exit(rc)' "$OUT/locust_cpu.json" "$LOAD_VENV/bin/locust" -f benchmarks/load/locustfile.py --headless \
   --host "http://127.0.0.1:$PORT" --users "$USERS" --spawn-rate "$SPAWN" --run-time "$RUN_TIME" \
   --stop-timeout 10 --csv "$OUT/results" --json-file "$OUT/results" --only-summary --loglevel WARNING \
   > "$OUT/locust.log" 2>&1 || rc=$?
@@ -88,6 +93,7 @@ cleanup
 trap - EXIT
 wait "$SPID" 2>/dev/null || true
 
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg); CPUs: $(nproc)"
 "$APP_PY" benchmarks/load/read_locust_csv.py "$OUT" --p95-ms "$P95" --rss-budget-mb "$BUDGET" || rc=1
 if grep -q -e "Traceback" -e "WORKER TIMEOUT" "$OUT/gunicorn.log"; then
   echo "gunicorn log has a traceback or a worker timeout:"; grep -n -m5 -e "Traceback" -e "WORKER TIMEOUT" "$OUT/gunicorn.log"
