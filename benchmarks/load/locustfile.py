@@ -43,9 +43,17 @@ def _check(environment, name: str, ok: bool, message: str):
                                     exception=None if ok else AssertionError(message), context={})
 
 
-def _think_time():
+def _wait_range() -> tuple[float, float]:
     lo, _, hi = os.environ.get("LOAD_WAIT", "5-15").partition("-")
-    return between(float(lo), float(hi or lo))
+    return float(lo), float(hi or lo)
+
+
+_WAIT = _wait_range()
+_user_counter = itertools.count()
+
+
+def _think_time():
+    return between(*_WAIT)
 
 
 class DashUser(HttpUser):
@@ -80,6 +88,12 @@ class DashUser(HttpUser):
         self.page_load()
         if not _DEPS:
             _DEPS.extend(self.browser.state.deps)
+        # after the page load, each new user does one action of the kinds in turn, so even a
+        # short run exercises all of them; then the weighted mix below
+        first = [self.select_layer, self.change_filter, self.upload_fresh_model, self.select_layer,
+                 self.change_filter, self.reload_link][next(_user_counter) % 6]
+        time.sleep(random.uniform(*_WAIT))
+        first()
 
     def _errors(self):
         while self.browser.errors:

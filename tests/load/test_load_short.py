@@ -25,6 +25,7 @@ def test_load_short_profile(tmp_path):
     assert s["verdict"] == "PASS" and s["failures"] == 0
     assert s["requests"] > 100 and s["worker_peak_rss_mb"] > 0
     names = set(s["per_name"])
-    for want in ("page: /", "cb: page", "cb: select layer", "cb: filter", "job: start", "check: page analysed"):
+    for want in ("page: /", "cb: page", "cb: select layer", "cb: filter", "cb: upload", "job: start",
+                 "check: page analysed", "check: select layer", "check: filter", "check: upload analysed"):
         assert want in names, (want, sorted(names))
     assert "Traceback" not in (out / "gunicorn.log").read_text()
