@@ -27,6 +27,9 @@ and prints each ratio beside its target:
 Results go to benchmarks/results/<size>.json.  Ratio (e) uses the 300M and
 1B results of this run, or the stored JSON of an earlier run.
 
+``--dashboard`` adds the dashboard benchmark (benchmarks/dashboard.py: callback latency,
+bytes, cache-hit reopen) after the size table; ``--dashboard-only`` runs only that.
+
 Exit status: 0 all judged targets met, 1 some target missed (or exactness
 failed), 2 nothing could be measured, 3 the analysis module failed to import.
 """
@@ -479,7 +482,14 @@ def main(argv=None):
     ap.add_argument("--results-dir", default=None, help=f"where to write <size>.json (default {RESULTS_DIR})")
     ap.add_argument("--analysis-module", default=None,
                     help="module providing analyze() (default: analysis, or $QUANTLENS_ANALYSIS_MODULE)")
+    ap.add_argument("--dashboard", action="store_true",
+                    help="also run the dashboard benchmark (benchmarks/dashboard.py) after the sizes")
+    ap.add_argument("--dashboard-only", action="store_true", help="run only the dashboard benchmark")
+    ap.add_argument("--dashboard-args", default="",
+                    help="extra arguments for benchmarks.dashboard, e.g. '--interactions 100 --repeat 1'")
     args = ap.parse_args(argv)
+    if args.dashboard_only:
+        return _dashboard(args)
     global ANALYSIS_MODULE
     if args.analysis_module:
         ANALYSIS_MODULE = args.analysis_module
@@ -504,13 +514,31 @@ def main(argv=None):
             out_dir = Path(args.results_dir) if args.results_dir else RESULTS_DIR
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / f"{res['size']}.json").write_text(json.dumps(res, indent=2, default=str))
+    rc = 2
     if results:
         rows = print_table(results, results_dir=args.results_dir)
         if any("error" in (r.get("analysis_import") or {}) for r in results.values()):
             print(f"\n!!! {ANALYSIS_MODULE}.analyze could not be imported: only baselines were measured")
-            return 3
-        return 0 if all(r[4] != "FAIL" for r in rows) else 1
-    return 2
+            rc = 3
+        else:
+            rc = 0 if all(r[4] != "FAIL" for r in rows) else 1
+    if args.dashboard:
+        dash_rc = _dashboard(args)
+        rc = dash_rc if rc == 2 else (rc or dash_rc)
+    return rc
+
+
+def _dashboard(args) -> int:
+    """The dashboard section (``--dashboard`` / ``--dashboard-only``): benchmarks.dashboard.main."""
+    import shlex
+
+    from . import dashboard
+
+    print("\n=== dashboard: 2,000-layer model set, callback latency, bytes, cache-hit reopen ===")
+    argv = ["--seed", str(args.seed), "--models", args.models] + shlex.split(args.dashboard_args)
+    if not args.save:
+        argv.append("--no-save")
+    return dashboard.main(argv)
 
 
 if __name__ == "__main__":
