@@ -1,10 +1,23 @@
 """Dashboard benchmark: server-side callback latency, bytes on the wire, cache-hit reopen.
 
     python -m benchmarks.dashboard                  # everything (generates the 2,000-layer set on first use)
-    python -m benchmarks.dashboard --interactions 100 --repeat 1 --no-reopen   # quick
+    python -m benchmarks.dashboard --interactions 100 --repeat 1 --max-minutes 20   # shorter
+    python -m benchmarks.dashboard --no-dashboard   # only the cache-hit reopen timings
 
-GENERATED
+1. ``ensure_dash_models``: a seeded chain of 2,000 small MatMul / Gemm / Conv layers and its
+   ORT variants (QDQ per-channel int8, QOperator per-tensor uint8, dynamic uint8) in
+   ``benchmarks/.models/dash2000/`` (git-ignored).
+2. ``MiniRenderer`` + ``UserModel``: ``create_app(model_dir=...)`` driven through Flask's test
+   client exactly as dash-renderer drives it; p50 / p95 of every callback over seeded actions
+   (target p95 <= 50 ms); callbacks that miss it are re-posted under cProfile.
+3. Bytes of the initial page (target <= 1.5 MB), of the JS/CSS assets, of each figure
+   (histogram of one layer <= 100 KB).
+4. ``measure_reopen``: ``analysis.analyze(..., cache=True)`` cache hit in fresh processes at
+   every benchmark size present (target <= 0.5 s).
 
+Everything uses its own QUANTLENS_CACHE_DIR (``benchmarks/.models/.qlcache-dashboard``).
+Prints a table of figures vs targets and writes ``benchmarks/results/dashboard.json``;
+exit status 0 when every judged target is met, else 1.  See benchmarks/README.md.
 """
 
 from __future__ import annotations
