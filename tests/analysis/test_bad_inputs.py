@@ -791,8 +791,9 @@ def test_200k_one_element_initializers_are_refused_quickly(tmp_path, rng, sentin
 def test_200k_one_element_initializers_analyse_in_bounded_time(tmp_path, rng, monkeypatch):
     """With the limit raised, the 200,000-initializer FP32 model (one Concat reads them all)
     against a small variant: every weight gets one row.  Measured on the 2-core dev box:
-    24 s for this test (building the model included) and 1.8 GB peak RSS of the pytest
-    process (before the histogram-frame fix: ~35 s for the analysis alone).  At the default limit
+    24-33 s for this test (building the model included; the spread is other load on the box)
+    and 1.8 GB peak RSS of the pytest process (before the histogram-frame fix: ~35 s for the
+    analysis alone).  At the default limit
     the worst case (99,990 one-element *quantized* tensors sharing one scale, against their
     FP32 model) measured 47 s and 2.2 GB.  Not a timed assertion."""
     monkeypatch.setenv("QUANTLENS_MAX_TENSORS", "250000")
@@ -879,7 +880,7 @@ def external_variant(folder: Path, rng, location: str, which: str = "w1_quantize
 
 UNSAFE = {
     "dotdot_outside": ("../outside/secret.bin", None, "leaves the model folder"),
-    "nested_dotdot": ("sub/../../outside/secret.bin", lambda d: (d / "sub").mkdir(), "leaves the model folder"),
+    "nested_dotdot": ("sub/../../outside/secret.bin", lambda d, s: (d / "sub").mkdir(), "leaves the model folder"),
     "absolute_path": ("{secret}", None, "is absolute"),
     "dev_zero_absolute": ("/dev/zero", None, "is absolute"),
     "dev_zero_dotdot": ("../../../../../../../../dev/zero", None, "leaves the model folder"),
@@ -888,7 +889,7 @@ UNSAFE = {
     "symlinked_folder": ("lnk/secret.bin", lambda d, s: (d / "lnk").symlink_to(s.parent, target_is_directory=True),
                          "symbolic link"),
     "hardlink_to_outside": ("w.bin", lambda d, s: os.link(s, d / "w.bin"), "multiple hard links"),
-    "fifo_in_folder": ("w.bin", lambda d: os.mkfifo(d / "w.bin"), "is not a regular file"),
+    "fifo_in_folder": ("w.bin", lambda d, s: os.mkfifo(d / "w.bin"), "is not a regular file"),
     "nul_byte": ("w.bin\0../../outside/secret.bin", None, "contains a NUL byte"),
 }
 
@@ -898,11 +899,7 @@ def test_external_data_escaping_the_folder_refuses_the_model(case, tmp_path, rng
     loc, setup, words = UNSAFE[case]
     loc = loc.replace("{secret}", str(outside))
     folder = tmp_path / "models" / case
-    if setup is not None and setup.__code__.co_argcount == 2:
-        setup_fn = lambda d, _s=setup: _s(d, outside)  # noqa: E731
-    else:
-        setup_fn = setup
-    v, w = external_variant(folder, rng, loc, setup=setup_fn)
+    v, w = external_variant(folder, rng, loc, setup=setup and (lambda d: setup(d, outside)))
     fp = write(fp32_model(w), tmp_path / "fp32.onnx")
     with opened_files() as seen:
         raises(UnsafeModelError, lambda: load_model(v), "'model.onnx' refused", "tensor 'w1_quantized'", words)
