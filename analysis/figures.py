@@ -168,7 +168,8 @@ def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: floa
     sr = views.sqnr_rows(layers, variants)
     if sr.empty:
         return empty_figure("No quantized tensors match the filters.", height=300)
-    keys = [k for k in views.layer_keys(layers) if k in set(sr["fp32_name"])]
+    present = set(sr["fp32_name"])  # built once: per key it made the chart O(keys x rows)
+    keys = [k for k in views.layer_keys(layers) if k in present]
     colors = colors or views.variant_colors(variants)
     finite = sr.loc[np.isfinite(sr["sqnr_db"]), "sqnr_db"]
     top = float(finite.max()) + 5 if not finite.empty else 100.0
