@@ -731,9 +731,14 @@ def find_quantized(mg: ModelGraph) -> tuple[list[QuantTensor], list[str]]:
             if h is None:
                 continue
             try:
+                if not node.output or not node.output[0] or len(node.input) < 2:
+                    raise TensorReadError("malformed node: it lacks an output or a parameter input")
                 h(ctx, i, node)
             except QuantLensError as e:
                 problems.append(f"{mg.node_name(i)} ({node.op_type}): {e}")
+                failed.update(node.input)
+            except (IndexError, KeyError) as e:  # a graph too malformed for the layout rules
+                problems.append(f"{mg.node_name(i)} ({node.op_type}): malformed node ({type(e).__name__}: {e})")
                 failed.update(node.input)
         _fallback(ctx, problems, failed)
     return list(ctx.found.values()), problems
