@@ -4,10 +4,14 @@
   file it names.  Hashing a large model is paid once: the hash is remembered
   against the files' (device, inode, size, mtime, ctime), and ctime cannot be
   set back by a user, so a changed file is never served stale.
-* Entries are ``.npz`` files (no pickle: ``allow_pickle=False`` on read), written
-  to a temporary name, fsynced and renamed, so readers see a whole entry or
-  none.  The zip CRC of every member is verified on read; a damaged entry is
-  deleted and recomputed.
+* Entries are ``.npz`` files (no pickle: object arrays are refused on read),
+  written to a temporary name, fsynced and renamed, so readers see a whole entry
+  or none.  Every member is read whole, which makes zipfile verify its CRC-32,
+  and its header must account for its exact size; a damaged entry is deleted
+  and recomputed.
+* Text columns are stored dictionary-encoded (sorted UTF-8 categories + integer
+  codes, -1 for missing), so a read builds pandas ``Categorical`` columns (or the
+  original string dtype) without a Python loop over rows.
 * A per-key lock file makes concurrent workers compute an entry once.
 """
 
@@ -22,6 +26,7 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -31,10 +36,10 @@ from .errors import QuantLensError
 from .tensors import external_data_path
 
 __all__ = ["cache_dir", "content_hash", "entry_key", "load_entry", "store_entry", "key_lock",
-           "ANALYSIS_VERSION"]
+           "roundtrip", "ANALYSIS_VERSION"]
 
 #: Bump when the tables' meaning changes: old entries are then ignored.
-ANALYSIS_VERSION = "2"
+ANALYSIS_VERSION = "3"
 _CHUNK = 1 << 22
 
 
@@ -147,82 +152,140 @@ def key_lock(key: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _codes_width(n: int):
+    return np.int8 if n < 2**7 else np.int16 if n < 2**15 else np.int32 if n < 2**31 else np.int64
+
+
 def _encode(df: pd.DataFrame, prefix: str, arrays: dict, meta: dict) -> None:
     cols = []
     for c in df.columns:
         s = df[c]
-        mask = s.isna().to_numpy(bool)
         dt = str(s.dtype)
         if dt in ("Int64", "boolean"):
-            vals = s.fillna(0 if dt == "Int64" else False).to_numpy("int64" if dt == "Int64" else bool)
+            arrays[f"{prefix}/{c}/m"] = s.isna().to_numpy(bool)
+            arrays[f"{prefix}/{c}/v"] = s.fillna(0 if dt == "Int64" else False).to_numpy(
+                "int64" if dt == "Int64" else bool)
         elif s.dtype.kind in "fiub":
-            vals = s.to_numpy()
+            arrays[f"{prefix}/{c}/v"] = s.to_numpy()
         else:
-            # Dictionary-encoded UTF-8: a fixed-width str array would pad every cell to the
-            # longest name (a 100k-character tensor name times every histogram row).
-            codes, uniques = pd.factorize(np.array(["" if m else str(v) for v, m in zip(s.tolist(), mask)],
-                                                   dtype=object))
-            enc = [u.encode("utf-8", "surrogatepass") for u in uniques]
+            # Dictionary-encoded UTF-8 (a fixed-width str array would pad every cell to the
+            # longest name): sorted categories and their codes, -1 for a missing value, so a
+            # read builds a pandas Categorical without touching a row in Python.
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                codes, uniques = s.cat.codes.to_numpy(np.int64), np.asarray(s.cat.categories, dtype=object)
+                dt = str(s.cat.categories.dtype)
+            else:
+                codes, uniques = pd.factorize(s.to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
+            cats, inv = np.unique(np.array([str(u) for u in uniques], dtype=object), return_inverse=True)
+            codes = np.where(codes < 0, -1, inv.reshape(-1)[np.maximum(codes, 0)]) if len(cats) else codes
+            enc = [u.encode("utf-8", "surrogatepass") for u in cats]
             arrays[f"{prefix}/{c}/s"] = np.frombuffer(b"".join(enc), np.uint8)
             arrays[f"{prefix}/{c}/o"] = np.cumsum([0] + [len(e) for e in enc], dtype=np.int64)
-            vals = codes.astype(np.int64)
-            dt = "utf8:" + dt
-        arrays[f"{prefix}/{c}/v"] = vals
-        arrays[f"{prefix}/{c}/m"] = mask
+            arrays[f"{prefix}/{c}/v"] = codes.astype(_codes_width(len(cats)))
+            dt = "cat:" + dt
         cols.append([c, dt])
     meta[prefix] = cols
 
 
-def _decode(npz, prefix: str, meta: dict) -> pd.DataFrame:
+def _categories(arrays, prefix: str, c: str) -> pd.Index:
+    blob, offs = arrays[f"{prefix}/{c}/s"].tobytes(), arrays[f"{prefix}/{c}/o"].tolist()
+    return pd.Index([blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip(offs[:-1], offs[1:])],
+                    dtype="str")
+
+
+def _decode(arrays, prefix: str, meta: dict, categorical: bool = False) -> pd.DataFrame:
+    """One frame from its arrays.  Text columns come back as pandas ``Categorical`` (sorted
+    categories) when ``categorical``, else in the dtype they were written with."""
     data = {}
     for c, dt in meta[prefix]:
-        v, m = npz[f"{prefix}/{c}/v"], npz[f"{prefix}/{c}/m"]
-        if dt.startswith("utf8:"):
-            blob, offs = npz[f"{prefix}/{c}/s"].tobytes(), npz[f"{prefix}/{c}/o"]
-            uniques = np.array([blob[a:b].decode("utf-8", "surrogatepass")
-                                for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())] + [""], dtype=object)
-            s = pd.Series(uniques[v], dtype=object)
-            s[m] = None
-            if dt != "utf8:object":
-                s = s.astype(dt[5:])
-        elif dt.startswith("text:"):
-            s = pd.Series(v.astype(object), dtype=object)
-            s[m] = None
-            if dt != "text:object":
-                s = s.astype(dt[5:])
+        v = arrays[f"{prefix}/{c}/v"]
+        if dt.startswith("cat:"):
+            cats = _categories(arrays, prefix, c)
+            if len(v) and (v.min() < -1 or v.max() >= len(cats)):
+                raise ValueError(f"codes of {prefix}/{c} out of range")
+            if categorical or dt[4:] == "category":
+                s = pd.Series(pd.Categorical.from_codes(v, dtype=pd.CategoricalDtype(cats), validate=False))
+            elif dt[4:] == "object":
+                s = pd.Series(np.append(np.asarray(cats, dtype=object), None)[v], dtype=object)
+            else:
+                s = pd.Series(pd.array(cats, dtype=dt[4:]).take(v.astype(np.intp), allow_fill=True))
         elif dt in ("Int64", "boolean"):
-            s = pd.Series(pd.array(v, dtype=dt))
-            s[m] = pd.NA
+            s = pd.Series(pd.arrays.IntegerArray(v, arrays[f"{prefix}/{c}/m"]) if dt == "Int64"
+                          else pd.arrays.BooleanArray(v, arrays[f"{prefix}/{c}/m"]))
         else:
             s = pd.Series(v)
         data[c] = s
     return pd.DataFrame(data)
 
 
-def store_entry(key: str, frames: dict[str, pd.DataFrame], extra: dict) -> None:
-    """Write ``frames`` and a JSON-able ``extra`` under ``key`` atomically."""
+def _encode_frames(frames: dict[str, pd.DataFrame], extra: dict) -> dict:
     arrays, meta = {}, {}
     for name, df in frames.items():
         _encode(df, name, arrays, meta)
     arrays["__meta__"] = np.array(json.dumps({"frames": meta, "extra": extra}))
+    return arrays
+
+
+def _decode_frames(arrays, categorical: Sequence[str] = ()) -> tuple[dict[str, pd.DataFrame], dict]:
+    meta = json.loads(str(arrays["__meta__"]))
+    frames = {name: _decode(arrays, name, meta["frames"], name in categorical) for name in meta["frames"]}
+    return frames, meta["extra"]
+
+
+def roundtrip(frames: dict[str, pd.DataFrame], categorical: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """``frames`` as :func:`load_entry` would return them after :func:`store_entry` (same
+    dtypes), without touching the disk: computed and cached results then look alike."""
+    return _decode_frames(_encode_frames(frames, {}), categorical)[0]
+
+
+def store_entry(key: str, frames: dict[str, pd.DataFrame], extra: dict,
+                categorical: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """Write ``frames`` and a JSON-able ``extra`` under ``key`` atomically; returns the frames
+    as a later :func:`load_entry` will (text columns of ``categorical`` as Categorical)."""
+    arrays = _encode_frames(frames, extra)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     _atomic_write(cache_dir() / "entries" / f"{key}.npz", buf.getvalue())
+    return _decode_frames(arrays, categorical)[0]
 
 
-def load_entry(key: str) -> tuple[dict[str, pd.DataFrame], dict] | None:
-    """Read entry ``key``; ``None`` when absent or damaged (a damaged one is removed)."""
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_members(p: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, each member read whole (so zipfile checks its CRC-32)
+    and its header checked against its size: a damaged member raises, never decodes short."""
+    out = {}
+    with zipfile.ZipFile(p) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"unexpected member {info.filename}")
+            data = z.read(info)  # BadZipFile on a CRC mismatch or a truncated member
+            f = io.BytesIO(data)
+            read_header = _HEADER_READERS.get(np.lib.format.read_magic(f))
+            if read_header is None:
+                raise ValueError(f"unexpected .npy version in {info.filename}")
+            shape, fortran, dtype = read_header(f)
+            if dtype.hasobject:
+                raise ValueError("object arrays are never written")
+            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if f.tell() + n * dtype.itemsize != len(data):
+                raise ValueError(f"size of {info.filename} does not match its header")
+            a = np.frombuffer(data, dtype=dtype, count=n, offset=f.tell())
+            out[info.filename[:-4]] = a.reshape(shape, order="F" if fortran else "C")
+    return out
+
+
+def load_entry(key: str, categorical: Sequence[str] = ()) -> tuple[dict[str, pd.DataFrame], dict] | None:
+    """Read entry ``key``; ``None`` when absent or damaged (a damaged one is removed).
+
+    Text columns of the frames named in ``categorical`` come back as pandas ``Categorical``.
+    """
     p = cache_dir() / "entries" / f"{key}.npz"
     if not p.exists():
         return None
     try:
-        with np.load(p, allow_pickle=False) as npz:
-            with zipfile.ZipFile(p) as z:
-                if z.testzip() is not None:  # CRC of every member
-                    raise ValueError("CRC mismatch")
-            meta = json.loads(str(npz["__meta__"]))
-            frames = {name: _decode(npz, name, meta["frames"]) for name in meta["frames"]}
-            return frames, meta["extra"]
+        return _decode_frames(_read_members(p), categorical)
     except Exception:  # a torn or corrupted entry: drop it, the caller recomputes
         try:
             p.unlink()

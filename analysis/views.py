@@ -11,6 +11,7 @@ The layer key that links every view is ``fp32_name`` (the FP32 initializer).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "filter_layers", "layer_keys", "range_rows", "sqnr_rows", "summary", "reference_summary",
     "match_report", "next_steps", "nodes_to_exclude", "layer_rows", "callouts", "grid_limits",
     "histogram_rows", "channel_rows", "filter_options", "progress_fraction", "variant_colors",
+    "TableIndex",
 ]
 
 #: SQNR (dB) under which a quantized tensor is called low (tables, next steps).
@@ -39,6 +41,123 @@ TYPE_RANGES = {
 ROLE_RANK = {"weight": 0, "bias": 1, "gather_table": 2, "norm_scale": 3, "elementwise": 4, "other": 5}
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
             "#17becf", "#bcbd22", "#7f7f7f"]
+
+
+def _codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1 for missing) and the values they stand for, of any column."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.codes.to_numpy(np.int64), s.cat.categories
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+class _KeyIndex:
+    """Row positions of a table by a tuple of key columns, from runs of equal keys.
+
+    The key columns are coded (categorical codes, else ``pd.factorize``); the codes combine
+    into one integer per row, rows are cut into runs of equal keys (the tables are written
+    tensor by tensor, so there are few runs) and the runs sorted by key.  A lookup is a
+    binary search; the positions come back in table order.  A trailing key may be ``None``:
+    every value of that column.
+    """
+
+    def __init__(self, df: pd.DataFrame, columns: Sequence[str]):
+        self.n = len(df)
+        self.values, combined = [], np.zeros(len(df), np.int64)
+        self.radix = []
+        for c in columns:
+            codes, uniq = _codes(df[c])
+            self.values.append(uniq)
+            r = len(uniq) + 1
+            self.radix.append(r)
+            combined = combined * r + (codes + 1)
+        starts = np.flatnonzero(np.r_[True, combined[1:] != combined[:-1]]) if len(df) else np.zeros(0, np.int64)
+        ends = np.r_[starts[1:], len(df)].astype(np.int64)
+        keys = combined[starts]
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.starts, self.ends = keys[order], starts[order], ends[order]
+
+    def _code(self, i: int, value) -> int | None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        j = self.values[i].get_indexer([value])[0]
+        return None if j < 0 else int(j) + 1
+
+    def positions(self, *key) -> np.ndarray:
+        """Row positions (ascending) whose key columns equal ``key`` (``None`` at the end: any)."""
+        lo = 0
+        for i, v in enumerate(key):
+            if v is None:
+                break
+            c = self._code(i, v)
+            if c is None:
+                return np.zeros(0, np.int64)
+            lo = lo * self.radix[i] + c
+        else:
+            i = len(key)
+        span = 1
+        for r in self.radix[i:]:
+            lo, span = lo * r, span * r
+        a, b = np.searchsorted(self.keys, [lo, lo + span])
+        if b - a == 1:
+            return np.arange(self.starts[a], self.ends[a])
+        if b == a:
+            return np.zeros(0, np.int64)
+        return np.sort(np.concatenate([np.arange(s0, e0) for s0, e0 in zip(self.starts[a:b], self.ends[a:b])]))
+
+
+class TableIndex:
+    """Lookups of row positions by layer key over one analysis's three tables.
+
+    Built lazily per table, once, under a lock (safe to share between threads); it refers
+    to the frames it indexes and is used by a view only when handed the very same frame
+    (``index.histograms is histograms``), so a filtered copy is never read through it.
+    :attr:`analysis.Analysis.index` keeps one per analysis.
+
+    * ``histograms``: by ``(fp32_name, kind, variant)``;
+    * ``channels``: by ``(fp32_name, variant)``;
+    * ``layers``: by ``fp32_name``.
+
+    Examples
+    --------
+    >>> views.histogram_rows(a.histograms, key, "dq", a.variants, index=a.index)  # doctest: +SKIP
+    """
+
+    _COLUMNS = {"layers": ("fp32_name",), "channels": ("fp32_name", "variant"),
+                "histograms": ("fp32_name", "kind", "variant")}
+
+    def __init__(self, layers: pd.DataFrame, channels: pd.DataFrame, histograms: pd.DataFrame):
+        self.layers, self.channels, self.histograms = layers, channels, histograms
+        self._built: dict[str, _KeyIndex] = {}
+        self._lock = threading.Lock()
+
+    def covers(self, name: str, df: pd.DataFrame) -> bool:
+        """True when ``df`` is the very frame this index was built for (table ``name``)."""
+        return getattr(self, name) is df and len(df) == self._get(name).n
+
+    def _get(self, name: str) -> _KeyIndex:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = _KeyIndex(getattr(self, name), self._COLUMNS[name])
+            return self._built[name]
+
+    def positions(self, name: str, *key) -> np.ndarray:
+        """Row positions of table ``name`` (ascending) whose key columns equal ``key``;
+        trailing ``None``: any value."""
+        return self._get(name).positions(*key)
+
+
+def _usable(index, name: str, df: pd.DataFrame) -> bool:
+    return index is not None and index.covers(name, df)
+
+
+def _plain_text(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with categorical columns as the ``str`` dtype (slices keep the dtypes they had
+    before the tables became categorical)."""
+    cat = [c for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)]
+    if not cat:
+        return df
+    return df.assign(**{c: pd.array(np.asarray(df[c], dtype=object), dtype="str") for c in cat})
 
 
 def _keyed(layers: pd.DataFrame) -> pd.DataFrame:
@@ -350,14 +469,16 @@ def nodes_to_exclude(layers: pd.DataFrame, threshold_db: float) -> list[str]:
     return sorted(names)
 
 
-def layer_rows(layers: pd.DataFrame, key: str | None) -> pd.DataFrame:
-    """All rows of one layer key (every variant)."""
+def layer_rows(layers: pd.DataFrame, key: str | None, *, index: TableIndex | None = None) -> pd.DataFrame:
+    """All rows of one layer key (every variant).  ``index``: :attr:`analysis.Analysis.index`."""
     if not key:
         return layers.iloc[0:0].copy()
-    return layers[layers["fp32_name"] == key].copy()
+    if _usable(index, "layers", layers):
+        return layers.iloc[index.positions("layers", key)].copy()
+    return layers[(layers["fp32_name"] == key).to_numpy(bool)].copy()
 
 
-def callouts(layers: pd.DataFrame, key: str | None) -> list[dict]:
+def callouts(layers: pd.DataFrame, key: str | None, *, index: TableIndex | None = None) -> list[dict]:
     """Why a layer has no quantization parameters in some variants.
 
     Returns
@@ -366,10 +487,10 @@ def callouts(layers: pd.DataFrame, key: str | None) -> list[dict]:
         ``{"variant", "status", "reason"}`` for each row of ``key`` whose status is not
         ``quantized``.
     """
-    rows = layer_rows(layers, key)
+    rows = layer_rows(layers, key, index=index)
     rows = rows[rows["status"] != "quantized"]
-    return [{"variant": r.variant, "status": r.status, "reason": r.reason or r.status}
-            for r in rows.itertuples()]
+    return [{"variant": v, "status": st, "reason": r or st}
+            for v, st, r in zip(rows["variant"].tolist(), rows["status"].tolist(), rows["reason"].tolist())]
 
 
 def _grid_ends(scale, zp, lo_code, hi_code) -> tuple[float, float]:
@@ -378,7 +499,7 @@ def _grid_ends(scale, zp, lo_code, hi_code) -> tuple[float, float]:
 
 
 def grid_limits(layers: pd.DataFrame, channels: pd.DataFrame, key: str | None,
-                variants: Sequence[str]) -> pd.DataFrame:
+                variants: Sequence[str], *, index: TableIndex | None = None) -> pd.DataFrame:
     """Clip limits of each variant's grid for one layer: the dequantized values of the
     lowest and highest code of the storage type.
 
@@ -392,11 +513,13 @@ def grid_limits(layers: pd.DataFrame, channels: pd.DataFrame, key: str | None,
     -------
     pandas.DataFrame
         Columns ``variant, quant_tensor, lo, hi, basis`` (``basis`` says which of the above);
-        tensors without an integer grid (float8) are left out.
+        tensors without an integer grid (float8) are left out.  ``index``:
+        :attr:`analysis.Analysis.index` (for ``layers`` and ``channels``).
     """
-    rows = layer_rows(layers, key)
+    rows = layer_rows(layers, key, index=index)
     rows = rows[(rows["status"] == "quantized") & rows["variant"].isin(list(variants))]
     out = []
+    layer_ch = None
     for r in rows.itertuples():
         rng = TYPE_RANGES.get(str(r.quant_dtype))
         if rng is None:
@@ -408,17 +531,24 @@ def grid_limits(layers: pd.DataFrame, channels: pd.DataFrame, key: str | None,
             lo, hi = _grid_ends(r.scale, r.zero_point, qlo, qhi)
             basis = "per-tensor grid"
         else:
-            ch = channels[(channels["variant"] == r.variant) & (channels["fp32_name"] == key)
-                          & (channels["quant_tensor"] == r.quant_tensor)]
+            if layer_ch is None:
+                layer_ch = _channel_slice(channels, key, list(variants), index)
+            ch = layer_ch[((layer_ch["variant"] == r.variant) & (layer_ch["quant_tensor"] == r.quant_tensor))
+                          .to_numpy(bool)]
             if ch.empty:
                 continue
-            ends = []
-            for c in ch.itertuples():
-                for s in {c.scale_min, c.scale_max}:
-                    for z in {c.zero_point_min, c.zero_point_max}:
-                        ends.append(_grid_ends(float(s), float(z), qlo, qhi))
-            arr = np.asarray(ends, float)
-            lo, hi = float(np.nanmin(arr[:, 0])), float(np.nanmax(arr[:, 1]))
+            # every (scale, zero point) pair of a channel's min/max: the same ends as the
+            # per-channel loop over {scale_min, scale_max} x {zp_min, zp_max}
+            smin, smax = (ch[c].to_numpy(float) for c in ("scale_min", "scale_max"))
+            zmin, zmax = (ch[c].to_numpy(float) for c in ("zero_point_min", "zero_point_max"))
+            ends_lo, ends_hi = [], []
+            for sc in (smin, smax):
+                for zp in (zmin, zmax):
+                    a, b = sc * (qlo - zp), sc * (qhi - zp)
+                    ends_lo.append(np.where(b < a, b, a))  # Python's min(a, b) / max(a, b)
+                    ends_hi.append(np.where(b > a, b, a))
+            with np.errstate(invalid="ignore"):
+                lo, hi = float(np.nanmin(np.concatenate(ends_lo))), float(np.nanmax(np.concatenate(ends_hi)))
             basis = ("widest channel grid" if r.granularity == "per_channel"
                      else "envelope over blocks")
         out.append({"variant": r.variant, "quant_tensor": r.quant_tensor, "lo": float(lo),
@@ -427,22 +557,44 @@ def grid_limits(layers: pd.DataFrame, channels: pd.DataFrame, key: str | None,
 
 
 def histogram_rows(histograms: pd.DataFrame, key: str | None, kind: str,
-                   variants: Sequence[str] = ()) -> pd.DataFrame:
-    """Histogram rows of one layer: ``kind`` ``"fp32"`` (reference), ``"dq"`` or ``"code"``
-    (of ``variants``), sorted by variant and bin.  Columns as the histograms table."""
+                   variants: Sequence[str] = (), *, index: TableIndex | None = None) -> pd.DataFrame:
+    """Histogram rows of one layer: ``kind`` ``"fp32"`` (reference) or ``"dq"`` / ``"code"``
+    (of ``variants``), sorted by variant and bin.  Columns as the histograms table (text
+    columns as ``str``).  ``index`` (:attr:`analysis.Analysis.index`) makes it a lookup."""
     if not key:
-        return histograms.iloc[0:0].copy()
-    h = histograms[(histograms["fp32_name"] == key) & (histograms["kind"] == kind)]
-    if kind != "fp32":
-        h = h[h["variant"].isin(list(variants))]
+        return _plain_text(histograms.iloc[0:0])
+    if _usable(index, "histograms", histograms):
+        if kind == "fp32":
+            pos = index.positions("histograms", key, kind, None)
+        else:
+            wanted = list(dict.fromkeys(variants))
+            pos = np.sort(np.concatenate([np.zeros(0, np.int64)] + [
+                index.positions("histograms", key, kind, v) for v in wanted]))
+        h = histograms.iloc[pos]
+    else:
+        h = histograms[(histograms["fp32_name"] == key) & (histograms["kind"] == kind)]
+        if kind != "fp32":
+            h = h[h["variant"].isin(list(variants))]
+    h = _plain_text(h)
     return h.sort_values(["variant", "quant_tensor", "bin"], kind="stable").reset_index(drop=True)
 
 
-def channel_rows(channels: pd.DataFrame, key: str | None, variants: Sequence[str]) -> pd.DataFrame:
-    """Per-channel rows of one layer for ``variants`` (per-channel and block-wise tensors)."""
+def _channel_slice(channels: pd.DataFrame, key, variants, index) -> pd.DataFrame:
+    if _usable(index, "channels", channels):
+        wanted = list(dict.fromkeys(variants))
+        pos = np.sort(np.concatenate([np.zeros(0, np.int64)] + [
+            index.positions("channels", key, v) for v in wanted]))
+        return channels.iloc[pos]
+    return channels[(channels["fp32_name"] == key) & channels["variant"].isin(list(variants))]
+
+
+def channel_rows(channels: pd.DataFrame, key: str | None, variants: Sequence[str], *,
+                 index: TableIndex | None = None) -> pd.DataFrame:
+    """Per-channel rows of one layer for ``variants`` (per-channel and block-wise tensors);
+    text columns as ``str``.  ``index`` (:attr:`analysis.Analysis.index`) makes it a lookup."""
     if not key:
-        return channels.iloc[0:0].copy()
-    c = channels[(channels["fp32_name"] == key) & channels["variant"].isin(list(variants))]
+        return _plain_text(channels.iloc[0:0])
+    c = _plain_text(_channel_slice(channels, key, variants, index))
     return c.sort_values(["variant", "quant_tensor", "channel"], kind="stable").reset_index(drop=True)
 
 
