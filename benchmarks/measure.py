@@ -78,6 +78,11 @@ try:
     fn = getattr(mod, fn_name)
     for w in spec.get("warm_imports", []):
         importlib.import_module(w)
+    t_w = time.perf_counter()
+    for w in spec.get("warm_calls", []):
+        wm, wf = w.split(":")
+        getattr(importlib.import_module(wm), wf)()
+    warm_s = time.perf_counter() - t_w
     import gc; gc.collect()
     hwm_reset = _m.reset_hwm()
     rss0 = _m.rss_bytes()
@@ -88,7 +93,7 @@ try:
     hwm1 = _m.hwm_bytes()
     out.update(ok=True, wall_s=wall, rss_before=rss0, hwm_before=hwm0, hwm_after=hwm1,
                peak_rss_growth=hwm1 - (rss0 if hwm_reset else hwm0),
-               hwm_reset=hwm_reset, rss_after=_m.rss_bytes())
+               hwm_reset=hwm_reset, rss_after=_m.rss_bytes(), warm_s=warm_s)
     if spec["return_result"]:
         with open(spec["result_path"], "wb") as f:
             pickle.dump(res, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -108,6 +113,7 @@ def run_isolated(
     mem_limit_bytes: int | None = None,
     env: dict | None = None,
     warm_imports: tuple[str, ...] = (),
+    warm_calls: tuple[str, ...] = (),
     python: str | None = None,
     quiet: bool = False,
 ) -> dict:
@@ -119,7 +125,9 @@ def run_isolated(
     parent, imports included), ``total_s`` (process lifetime) and, when
     ``return_result``, ``result`` (the unpickled return value).
     ``warm_imports`` are imported before the baseline is taken so their import
-    cost is excluded from the measured window.
+    cost is excluded from the measured window.  ``warm_calls`` ("module:function",
+    no arguments) run after them, also outside the window (``warm_s`` is their time):
+    what a long-running process does once at start-up, e.g. loading compiled kernels.
     """
     import psutil
 
@@ -135,6 +143,7 @@ def run_isolated(
             "result_path": os.path.join(td, "result.pkl"),
             "out_path": os.path.join(td, "out.json"),
             "warm_imports": list(warm_imports),
+            "warm_calls": list(warm_calls),
         }
         spec_path = os.path.join(td, "spec.pkl")
         with open(spec_path, "wb") as f:
