@@ -1,32 +1,57 @@
-"""Plotly figures of the analysis tables: DataFrame in, ``go.Figure`` out, nothing else.
+"""Plotly figure specs of the analysis tables: DataFrame in, plain ``dict`` figure out.
 
 Each builder is a pure function of the tables :func:`analysis.analyze` returns (or their
-filtered copies from :mod:`analysis.views`); none mutates its input.  Every trace that
-stands for a layer carries the layer key (``fp32_name``) as ``customdata[0]``, so a click
-or a box selection in the dashboard names the layer.
+filtered copies from :mod:`analysis.views`); none mutates its input.  A figure is the JSON
+plotly.js draws (``{"data": [...], "layout": {...}}``), written directly instead of through
+``plotly.graph_objects``: at 2,000 layers the object model (validators, deep copies,
+``make_subplots``) cost hundreds of milliseconds per figure, the plain spec a few
+(README, "Performance").  ``go.Figure(fig)`` still reads every figure, for notebooks.
+
+Numeric arrays travel as plotly typed arrays (``{"dtype": "f8", "bdata": base64}``, what
+plotly itself sends since 6.0): exact, and about half the size of decimal text.  Every
+trace that stands for a layer carries one string per point in ``customdata``: the layer
+key (``fp32_name``) escaped for plotly's pseudo-HTML (``&`` ``<`` ``>``), which the hover
+shows and :func:`dashapp.state.points_keys` unescapes, so a click or a box selection names
+the layer.  The selection (band or line, ``selectedpoints``) is a separate layer of the
+spec (:func:`with_selection`, :func:`selection_update`), so a page can move it without
+rebuilding the figure.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from . import views
 
 __all__ = ["layer_range_chart", "sqnr_chart", "value_histogram_chart", "code_histogram_chart",
-           "channel_chart", "empty_figure", "shorten", "ROW_PX"]
+           "channel_chart", "empty_figure", "shorten", "with_selection", "selection_update",
+           "set_log_axes", "range_page", "decode_array", "ROW_PX", "RANGE_PAGE"]
 
-#: Pixels per layer row of the range chart (its height grows with the layer count).
+#: Pixels per layer row of the range chart (its height grows with the layers of a page).
 ROW_PX = 18
+#: Layers per page of the range chart (the SQNR chart shows them all).
+RANGE_PAGE = 150
 _FP32_COLOR = "#7f8c8d"
 _FLOAT_COLOR = "rgba(149,165,166,0.45)"
-_FONT = dict(size=12)
+_SEL_COLOR = "#e74c3c"
+_FONT = {"size": 12}
 _MAX_TICK_LABELS = 60
+_AXIS = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "zerolinewidth": 2,
+         "automargin": True, "ticks": ""}
+#: plotly_white's look in a few hundred bytes (the full template is 7 KB per figure).
+_TEMPLATE = {"layout": {"xaxis": _AXIS, "yaxis": _AXIS, "paper_bgcolor": "white", "plot_bgcolor": "white",
+                        "font": {"color": "#2a3f5f"}, "hoverlabel": {"align": "left"},
+                        "colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3"]}}
+_SHORT = {"float64": "f8", "float32": "f4", "int32": "i4", "int16": "i2", "int8": "i1", "uint8": "u1"}
+_VIRIDIS = [[0.0, "#440154"], [0.1111111111111111, "#482878"], [0.2222222222222222, "#3e4989"],
+            [0.3333333333333333, "#31688e"], [0.4444444444444444, "#26828e"], [0.5555555555555556, "#1f9e89"],
+            [0.6666666666666666, "#35b779"], [0.7777777777777778, "#6ece58"], [0.8888888888888888, "#b5de2b"],
+            [1.0, "#fde725"]]
 
 
 def _txt(s) -> str:
@@ -35,7 +60,35 @@ def _txt(s) -> str:
 
 
 def _esc(values) -> list[str]:
+    if hasattr(values, "tolist"):
+        values = values.tolist()
     return [_txt(v) for v in values]
+
+
+def _positions(keys: pd.Series, pos: dict) -> np.ndarray:
+    return np.fromiter((pos[k] for k in keys.tolist()), dtype=np.int64, count=len(keys))
+
+
+def _typed(values, dtype="f8") -> dict | list:
+    """A plotly.js typed array (``{"dtype", "bdata"}``) of ``values`` as ``dtype``."""
+    a = np.ascontiguousarray(np.asarray(values, dtype=dtype))
+    if a.size == 0:
+        return []
+    return {"dtype": _SHORT[str(a.dtype)], "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def _index(values) -> dict | list:
+    """Small non-negative integers as the narrowest typed array."""
+    a = np.asarray(values, dtype=np.int64)
+    return _typed(a, "i2" if a.size == 0 or a.max(initial=0) < 2**15 else "i4")
+
+
+def decode_array(v) -> np.ndarray:
+    """A plotly array of a figure spec (list or typed array) as a NumPy array."""
+    if isinstance(v, dict) and "bdata" in v:
+        dt = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "i2": "<i2", "i1": "i1", "u1": "u1"}[v["dtype"]]
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=dt)
+    return np.asarray(v if v is not None else [])
 
 
 def shorten(name: str, width: int = 30) -> str:
@@ -47,30 +100,86 @@ def shorten(name: str, width: int = 30) -> str:
     return name[:head] + "\u2026" + name[-(width - 1 - head):]
 
 
-def empty_figure(message: str, height: int = 260) -> go.Figure:
+def _layout(height: int, uirevision, **kw) -> dict:
+    out = {"template": _TEMPLATE, "height": height, "font": dict(_FONT), "uirevision": uirevision,
+           "hoverlabel": {"namelength": -1}, "clickmode": "event"}
+    out.update(kw)
+    return out
+
+
+def empty_figure(message: str, height: int = 260) -> dict:
     """A blank figure that shows ``message`` (empty states)."""
-    fig = go.Figure()
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                       font=dict(size=14, color="#7b8a8b"))
-    fig.update_layout(height=height, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      plot_bgcolor="white", paper_bgcolor="white", margin=dict(l=10, r=10, t=10, b=10))
-    return fig
+    return {"data": [], "layout": {
+        "height": height, "xaxis": {"visible": False}, "yaxis": {"visible": False},
+        "plot_bgcolor": "white", "paper_bgcolor": "white", "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "annotations": [{"text": message, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+                         "showarrow": False, "font": {"size": 14, "color": "#7b8a8b"}}]}}
 
 
-def _base_layout(fig: go.Figure, height: int, uirevision) -> None:
-    fig.update_layout(height=height, template="plotly_white", font=_FONT, uirevision=uirevision,
-                      hoverlabel=dict(namelength=-1), clickmode="event")
+def _ax(i: int) -> str:
+    return "" if i == 1 else str(i)
+
+
+def _domains(n: int, spacing: float, weights: Sequence[float] | None = None) -> list[list[float]]:
+    """``make_subplots`` domains of ``n`` cells along one direction, first cell at 0."""
+    w = np.asarray(weights if weights is not None else [1.0] * n, float)
+    sizes = (1 - spacing * (n - 1)) * w / w.sum()
+    out, start = [], 0.0
+    for s in sizes:
+        out.append([round(start, 6), round(min(start + s, 1.0), 6)])
+        start += s + spacing
+    return out
+
+
+def _title(text: str, x: list[float], y: list[float], size: int = 11, yshift: int = 0) -> dict:
+    a = {"text": text, "x": (x[0] + x[1]) / 2, "y": y[1], "xref": "paper", "yref": "paper", "showarrow": False,
+         "xanchor": "center", "yanchor": "bottom", "font": {"size": size}}
+    if yshift:
+        a["yshift"] = yshift
+    return a
+
+
+# ----------------------------------------------------------------------------- range chart
+def range_page(n_keys: int, page: int | None = 0, page_size: int = RANGE_PAGE) -> dict:
+    """Paging of ``n_keys`` range-chart rows: ``page`` clamped, ``pages``, rows ``first..last``
+    (1-based, inclusive; 0..0 when empty) and the ``label`` "layers 151-300 of 2,000"."""
+    size = max(int(page_size), 1)
+    pages = max(1, math.ceil(n_keys / size))
+    p = min(max(int(page or 0), 0), pages - 1)
+    first, last = (p * size + 1, min((p + 1) * size, n_keys)) if n_keys else (0, 0)
+    return {"page": p, "pages": pages, "first": first, "last": last, "total": n_keys, "size": size,
+            "label": f"layers {first:,}-{last:,} of {n_keys:,}"}
+
+
+def _mag_range(layers: pd.DataFrame, variants: Sequence[str]) -> tuple[float, float]:
+    """Range of log10(max|w|) over every bar of the chart, all pages (colours compare across
+    pages): FP32 ranges of every keyed row, dequantized ranges of the variants' quantized rows."""
+    k = layers[layers["fp32_name"].notna() & (layers["fp32_name"].astype(str) != "")]
+    q = k[(k["status"] == "quantized") & k["variant"].isin(list(variants))]
+    a = np.concatenate([np.fmax(np.abs(k["fp32_min"].to_numpy(float)), np.abs(k["fp32_max"].to_numpy(float))),
+                        np.fmax(np.abs(q["dq_min"].to_numpy(float)), np.abs(q["dq_max"].to_numpy(float)))])
+    m = np.log10(np.maximum(a[np.isfinite(a)], 1e-12))
+    if not m.size:
+        return 0.0, 1.0
+    lo, hi = float(m.min()), float(m.max())
+    return (lo - 0.5, hi + 0.5) if hi - lo < 1e-9 else (lo, hi)
+
+
+def _row_mags(rr: pd.DataFrame) -> np.ndarray:
+    return np.log10(np.maximum(rr["absmax"].to_numpy(float), 1e-12))
 
 
 def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected: str | None = None,
-                      highlighted: Sequence[str] | None = None, uirevision=None) -> go.Figure:
-    """Per-layer [min, max] of the weights: FP32 beside each variant, one row per layer.
+                      highlighted: Sequence[str] | None = None, uirevision=None, page: int | None = 0,
+                      page_size: int = RANGE_PAGE) -> dict:
+    """Per-layer [min, max] of the weights: FP32 beside each variant, one row per layer, paged.
 
     One column of horizontal floating bars per model (FP32 first), layers top to bottom
     in graph order, each bar from ``lo`` to ``hi`` (``base=lo``, ``x=hi-lo``) and coloured
-    by ``log10(max |w|)`` on a shared Viridis scale.  A variant's weight without
-    quantization parameters (left in float, op not quantized, not matched: the hover says
-    which) is drawn as a hatched grey bar at the FP32 range.
+    by ``log10(max |w|)`` on a Viridis scale shared by every page.  A variant's weight
+    without quantization parameters (left in float, op not quantized, not matched) is a
+    hatched grey bar at the FP32 range, in a trace named after that status.  Rows are
+    ``y = 0..n-1`` of the page (top to bottom); the first axis names them.
 
     Parameters
     ----------
@@ -85,225 +194,312 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
         Box-selected layer keys (the other bars are dimmed).
     uirevision : any
         Kept zoom/selection while it stays the same.
+    page : int or None
+        Page of ``page_size`` layers to draw (clamped); ``None``: the page of ``selected``.
+    page_size : int
+        Layers per page.
 
     Returns
     -------
-    plotly.graph_objects.Figure
-        ``customdata[:, 0]`` of every bar is the layer key.
+    dict
+        Figure spec; ``customdata`` of every bar is its escaped layer key; ``layout.meta``
+        is :func:`range_page` of the drawn page.
     """
-    rr = views.range_rows(layers, variants)
-    if rr.empty:
-        return empty_figure("No layers match the filters.")
     keys = views.layer_keys(layers)
-    models = [views.FP32_LABEL] + [v for v in variants if (rr["model"] == v).any()]
-    fig = make_subplots(rows=1, cols=len(models), shared_yaxes=True, horizontal_spacing=0.012,
-                        subplot_titles=[_txt(shorten(m, 26)) for m in models])
-    mag = np.log10(np.maximum(rr["absmax"].to_numpy(float), 1e-12))
-    finite = mag[np.isfinite(mag)]
-    cmin, cmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if cmax - cmin < 1e-9:
-        cmin, cmax = cmin - 0.5, cmax + 0.5
-    hl = set(highlighted or [])
+    if not keys:
+        return empty_figure("No layers match the filters.")
+    if page is None:
+        page = keys.index(selected) // max(int(page_size), 1) if selected in keys else 0
+    pg = range_page(len(keys), page, page_size)
+    page_keys = keys[pg["first"] - 1:pg["last"]]
+    present = set(layers.loc[layers["fp32_name"].notna(), "variant"])
+    models = [views.FP32_LABEL] + [v for v in variants if v in present]
+    on_page = layers[layers["fp32_name"].isin(page_keys)]
+    rr = views.range_rows(on_page, variants)
+    cmin, cmax = _mag_range(layers, variants)
+    row = {k: i for i, k in enumerate(page_keys)}
+    n = len(page_keys)
+    xdom = _domains(len(models), 0.012)
+    ticks = list(range(math.floor(cmin), math.ceil(cmax) + 1))
+    data, layout_axes, titles = [], {}, []
     for col, model in enumerate(models, start=1):
         d = rr[rr["model"] == model]
-        d = d.assign(_mag=np.log10(np.maximum(d["absmax"].to_numpy(float), 1e-12)))
-        for quantized in (True, False) if model != views.FP32_LABEL else (None,):
-            part = d if quantized is None else d[d["quantized"] == quantized]
+        parts = ([("FP32", d)] if model == views.FP32_LABEL else
+                 [("quantized", d[d["quantized"]])]
+                 + [(str(s).replace("_", " "), g) for s, g in d[~d["quantized"]].groupby("status", sort=True)])
+        for label, part in parts:
             if part.empty:
                 continue
-            custom = np.column_stack([part["fp32_name"], _esc(part["fp32_name"]),
-                                      _esc(part["layer"].fillna("")), part["status"].str.replace("_", " ")])
-            sel = ([i for i, k in enumerate(part["fp32_name"]) if k in hl] if hl else None)
-            float_bar = quantized is False
-            marker = (dict(color=_FLOAT_COLOR, pattern=dict(shape="/", fgcolor="#95a5a6", size=5),
-                           line=dict(width=0))
-                      if float_bar else
-                      dict(color=part["_mag"], colorscale="Viridis", cmin=cmin, cmax=cmax,
-                           showscale=(col == len(models)), line=dict(width=0),
-                           colorbar=dict(title=dict(text="max|w|", side="right"), thickness=12,
-                                         lenmode="pixels", len=min(260, max(120, ROW_PX * len(keys))),
-                                         y=1, yanchor="top", tickvals=list(range(math.floor(cmin), math.ceil(cmax) + 1)),
-                                         ticktext=[f"1e{t}" for t in range(math.floor(cmin), math.ceil(cmax) + 1)])))
-            label = "FP32" if model == views.FP32_LABEL else ("quantized" if quantized else "no parameters")
-            fig.add_trace(go.Bar(
-                y=part["fp32_name"], x=(part["hi"] - part["lo"]).to_numpy(float),
-                base=part["lo"].to_numpy(float), orientation="h", marker=marker,
-                name=_txt(f"{model} ({label})"), customdata=custom, selectedpoints=sel,
-                unselected=dict(marker=dict(opacity=0.25)),
-                hovertemplate=("<b>%{customdata[1]}</b><br>node %{customdata[2]}<br>"
-                               "%{fullData.name}: from %{base:.4g}, %{x:.4g} wide<br>%{customdata[3]}"
-                               "<extra></extra>"),
-                showlegend=False), row=1, col=col)
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=keys, autorange="reversed",
-                     tickvals=keys, ticktext=[_txt(shorten(k)) for k in keys], tickfont=dict(size=11),
-                     fixedrange=True)
-    for i in range(2, len(models) + 1):
-        fig.update_xaxes(matches="x", row=1, col=i)
-        fig.update_yaxes(showticklabels=False, row=1, col=i)
-    fig.update_xaxes(showgrid=True, zeroline=True, zerolinecolor="#bbb", side="top", tickfont=dict(size=10))
-    fig.update_annotations(font=dict(size=12), yshift=22)
-    if selected in keys:
-        i = keys.index(selected)
-        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, yref="y", y0=i - 0.5, y1=i + 0.5,
-                      fillcolor="rgba(231,76,60,0.15)", line=dict(color="#e74c3c", width=1), layer="below")
-    height = max(260, 110 + ROW_PX * len(keys))
-    _base_layout(fig, height, uirevision)
-    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10), bargap=0.25, dragmode="select")
-    return fig
+            lo, hi = part["lo"].to_numpy(float), part["hi"].to_numpy(float)
+            float_bar = model != views.FP32_LABEL and label != "quantized"
+            if float_bar:
+                marker = {"color": _FLOAT_COLOR, "pattern": {"shape": "/", "fgcolor": "#95a5a6", "size": 5},
+                          "line": {"width": 0}}
+            else:
+                marker = {"color": _typed(_row_mags(part), "f4"), "colorscale": _VIRIDIS, "cmin": cmin,
+                          "cmax": cmax, "showscale": False, "line": {"width": 0}}
+                if col == len(models) and not any(t["marker"].get("showscale") for t in data
+                                                  if t["xaxis"] == f"x{_ax(col)}"):
+                    marker.update(showscale=True, colorbar={
+                        "title": {"text": "max|w|", "side": "right"}, "thickness": 12, "lenmode": "pixels",
+                        "len": min(260, max(120, ROW_PX * n)), "y": 1, "yanchor": "top",
+                        "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]})
+            data.append({
+                "type": "bar", "orientation": "h", "name": _txt(f"{model} ({label})"),
+                "y": _index(_positions(part["fp32_name"], row)), "x": _typed(hi - lo), "base": _typed(lo),
+                "customdata": _esc(part["fp32_name"]), "hovertext": _esc(part["layer"].fillna("")),
+                "marker": marker, "unselected": {"marker": {"opacity": 0.25}}, "showlegend": False,
+                "xaxis": f"x{_ax(col)}", "yaxis": f"y{_ax(col)}",
+                "hovertemplate": "<b>%{customdata}</b><br>node %{hovertext}<br>%{fullData.name}: from "
+                                 "%{base:.4g}, %{x:.4g} wide<extra></extra>"})
+        xa = {"domain": xdom[col - 1], "anchor": f"y{_ax(col)}", "showgrid": True, "zeroline": True,
+              "zerolinecolor": "#bbb", "side": "top", "tickfont": {"size": 10}}
+        ya = {"domain": [0.0, 1.0], "anchor": f"x{_ax(col)}", "range": [n - 0.5, -0.5], "fixedrange": True,
+              "tickmode": "linear", "tick0": 0, "dtick": 1, "showticklabels": False}
+        if col == 1:
+            ya.update(tickmode="array", tickvals=list(range(n)), ticktext=[_txt(shorten(k)) for k in page_keys],
+                      showticklabels=True, tickfont={"size": 11})
+            ya.pop("tick0"), ya.pop("dtick")
+        else:
+            xa["matches"] = "x"
+            ya["matches"] = "y"
+        layout_axes[f"xaxis{_ax(col)}"] = xa
+        layout_axes[f"yaxis{_ax(col)}"] = ya
+        titles.append(_title(_txt(shorten(model, 26)), xdom[col - 1], [0, 1], size=12, yshift=22))
+    fig = {"data": data, "layout": _layout(
+        max(260, 110 + ROW_PX * n), uirevision, margin={"l": 10, "r": 10, "t": 70, "b": 10}, bargap=0.25,
+        dragmode="select", annotations=titles, shapes=[], meta=pg, **layout_axes)}
+    return with_selection(fig, selected, highlighted)
 
 
+# ------------------------------------------------------------------------------ SQNR chart
 def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: float | None = None,
                selected: str | None = None, highlighted: Sequence[str] | None = None,
-               uirevision=None, colors: dict | None = None) -> go.Figure:
-    """Per-layer SQNR (dB) of each variant, layers in graph order on the x axis.
+               uirevision=None, colors: dict | None = None) -> dict:
+    """Per-layer SQNR (dB) of each variant, layers in graph order on the x axis (all of them).
 
-    An infinite SQNR (exact grid) is drawn at the top of the chart with a triangle and
-    "exact" in the hover.  ``threshold`` draws a dashed line.
+    ``x`` is the layer's position in graph order (``0..n-1``; names on the axis up to 60
+    layers, in the hover always).  An infinite SQNR (exact grid) is drawn at the top of the
+    chart with a triangle, in its own trace ``"<variant> (exact)"`` (legend group of the
+    variant).  ``threshold`` draws a dashed line.
 
     Returns
     -------
-    plotly.graph_objects.Figure
-        One scatter trace per variant; ``customdata[:, 0]`` is the layer key.
+    dict
+        Figure spec: one scatter trace per variant (and one per variant with exact tensors);
+        ``customdata`` is the escaped layer key of each point.
     """
     sr = views.sqnr_rows(layers, variants)
     if sr.empty:
         return empty_figure("No quantized tensors match the filters.", height=300)
     present = set(sr["fp32_name"])  # built once: per key it made the chart O(keys x rows)
     keys = [k for k in views.layer_keys(layers) if k in present]
+    pos = {k: i for i, k in enumerate(keys)}
     colors = colors or views.variant_colors(variants)
     finite = sr.loc[np.isfinite(sr["sqnr_db"]), "sqnr_db"]
     top = float(finite.max()) + 5 if not finite.empty else 100.0
-    hl = set(highlighted or [])
     many = len(keys) > _MAX_TICK_LABELS
-    fig = go.Figure()
+    data = []
     for v in variants:
         d = sr[sr["variant"] == v]
         if d.empty:
             continue
-        y = np.where(d["exact"], top, d["sqnr_db"])
-        shown = np.where(d["exact"], "exact (inf)", [f"{s:.2f} dB" for s in d["sqnr_db"]])
-        fig.add_trace(go.Scatter(
-            x=d["fp32_name"], y=y, mode="markers" if many else "lines+markers", name=_txt(v),
-            line=dict(color=colors.get(v), width=1.5), connectgaps=False,
-            marker=dict(size=6 if many else 8, color=colors.get(v),
-                        symbol=np.where(d["exact"], "triangle-up", "circle").tolist()),
-            customdata=np.column_stack([d["fp32_name"], _esc(d["fp32_name"]), _esc(d["layer"].fillna("")), shown]),
-            selectedpoints=([i for i, k in enumerate(d["fp32_name"]) if k in hl] if hl else None),
-            unselected=dict(marker=dict(opacity=0.3)),
-            hovertemplate="<b>%{customdata[1]}</b><br>node %{customdata[2]}<br>%{fullData.name}: "
-                          "%{customdata[3]}<extra></extra>"))
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=keys, showgrid=not many,
-                     tickvals=keys, ticktext=[_txt(shorten(k, 18)) for k in keys], tickangle=-45,
-                     showticklabels=not many, title_text=("layers in graph order (hover for names)" if many else None),
-                     rangeslider=dict(visible=many, thickness=0.08))
-    fig.update_yaxes(title_text="SQNR (dB)", rangemode="tozero")
+        exact = d["exact"].to_numpy(bool)
+        c = colors.get(v)
+        for part, is_exact in ((d[~exact], False), (d[exact], True)):
+            if part.empty:
+                continue
+            y = np.full(len(part), top) if is_exact else part["sqnr_db"].to_numpy(float)
+            tr = {"type": "scatter", "x": _index(_positions(part["fp32_name"], pos)), "y": _typed(y, "f4"),
+                  "customdata": _esc(part["fp32_name"]), "name": _txt(v),
+                  "unselected": {"marker": {"opacity": 0.3}}}
+            if is_exact:
+                tr.update(name=_txt(f"{v} (exact)"), mode="markers", legendgroup=_txt(v), showlegend=False,
+                          marker={"size": 9 if many else 10, "color": c, "symbol": "triangle-up"},
+                          hovertemplate="<b>%{customdata}</b><br>" + _txt(v) + ": exact (inf)<extra></extra>")
+            else:
+                tr.update(mode="markers" if many else "lines+markers", legendgroup=_txt(v),
+                          line={"color": c, "width": 1.5}, marker={"size": 6 if many else 8, "color": c},
+                          hovertemplate="<b>%{customdata}</b><br>%{fullData.name}: %{y:.2f} dB<extra></extra>")
+            data.append(tr)
+    xa = {"range": [-0.5, len(keys) - 0.5], "zeroline": False}
+    if many:
+        xa.update(title={"text": "layer # in graph order (hover for names; drag to select)"}, showgrid=False,
+                  rangeslider={"visible": True, "thickness": 0.08})
+    else:
+        xa.update(tickmode="array", tickvals=list(range(len(keys))),
+                  ticktext=[_txt(shorten(k, 18)) for k in keys], tickangle=-45)
+    shapes, annotations = [], []
     if threshold is not None and math.isfinite(threshold):
-        fig.add_hline(y=threshold, line=dict(color="#e74c3c", dash="dash", width=1),
-                      annotation_text=f"{threshold:g} dB", annotation_position="top left")
-    if selected in keys:
-        fig.add_vline(x=keys.index(selected), line=dict(color="#e74c3c", width=1))
-    _base_layout(fig, 340 if not many else 380, uirevision)
-    fig.update_layout(margin=dict(l=60, r=10, t=80, b=10), dragmode="select",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)))
-    return fig
+        shapes.append({"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": threshold,
+                       "y1": threshold, "line": {"color": _SEL_COLOR, "dash": "dash", "width": 1}})
+        annotations.append({"text": f"{threshold:g} dB", "xref": "x domain", "x": 0, "yref": "y", "y": threshold,
+                            "xanchor": "left", "yanchor": "bottom", "showarrow": False})
+    fig = {"data": data, "layout": _layout(
+        380 if many else 340, uirevision, margin={"l": 60, "r": 10, "t": 80, "b": 10}, dragmode="select",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "font": {"size": 11}},
+        xaxis=xa, yaxis={"title": {"text": "SQNR (dB)"}, "rangemode": "tozero"}, shapes=shapes,
+        annotations=annotations)}
+    return with_selection(fig, selected, highlighted)
 
 
-def _bar_kwargs(h: pd.DataFrame) -> dict:
+# ------------------------------------------------------------------------------- selection
+def selection_update(fig: dict, selected: str | None, highlighted: Sequence[str] | None) -> dict:
+    """What the selection changes in a range or SQNR chart spec: ``shapes`` (the figure's own
+    shapes plus the band or line of ``selected``) and ``selectedpoints`` (one entry per trace:
+    indices of the ``highlighted`` points, or ``None``).  Reads only the spec."""
+    layout = fig.get("layout") or {}
+    shapes = [s for s in layout.get("shapes") or [] if s.get("name") != "selection"]
+    hl = {_txt(k) for k in highlighted or []}
+    sel = _txt(selected) if selected else None
+    points, at = [], None
+    for tr in fig.get("data") or []:
+        cd = tr.get("customdata")
+        if not isinstance(cd, list):
+            points.append(None)
+            continue
+        points.append([i for i, k in enumerate(cd) if k in hl] if hl else None)
+        if sel is not None and at is None and sel in cd:
+            axis = "y" if tr.get("orientation") == "h" else "x"
+            at = float(decode_array(tr[axis])[cd.index(sel)]), axis
+    if at is not None:
+        pos, axis = at
+        if axis == "y":   # range chart: a band across every column
+            shapes.append({"type": "rect", "name": "selection", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
+                           "y0": pos - 0.5, "y1": pos + 0.5, "fillcolor": "rgba(231,76,60,0.15)",
+                           "line": {"color": _SEL_COLOR, "width": 1}, "layer": "below"})
+        else:             # SQNR chart: a vertical line
+            shapes.append({"type": "line", "name": "selection", "xref": "x", "x0": pos, "x1": pos,
+                           "yref": "y domain", "y0": 0, "y1": 1, "line": {"color": _SEL_COLOR, "width": 1}})
+    return {"shapes": shapes, "selectedpoints": points}
+
+
+def with_selection(fig: dict, selected: str | None, highlighted: Sequence[str] | None) -> dict:
+    """A copy of the chart spec ``fig`` showing ``selected`` / ``highlighted`` (``fig`` is kept)."""
+    if not fig.get("data"):
+        return fig
+    upd = selection_update(fig, selected, highlighted)
+    data = []
+    for tr, sp in zip(fig["data"], upd["selectedpoints"]):
+        tr = dict(tr)
+        tr.pop("selectedpoints", None)
+        if sp is not None:
+            tr["selectedpoints"] = sp
+        data.append(tr)
+    return {"data": data, "layout": {**fig["layout"], "shapes": upd["shapes"]}}
+
+
+def set_log_axes(fig: dict, log: bool) -> dict:
+    """A copy of ``fig`` with every count (y) axis linear or log."""
+    layout = dict(fig.get("layout") or {})
+    for name in [k for k in layout if k.startswith("yaxis")]:
+        layout[name] = {**layout[name], "type": "log" if log else "linear"}
+    return {"data": fig.get("data") or [], "layout": layout}
+
+
+# ------------------------------------------------------------------------------ histograms
+def _bars(h: pd.DataFrame) -> dict:
     left, right = h["left"].to_numpy(float), h["right"].to_numpy(float)
-    return dict(x=(left + right) / 2, width=right - left, y=h["count"].to_numpy(float),
-                customdata=np.column_stack([left, right]))
+    return {"x": _typed((left + right) / 2), "width": _typed(right - left), "y": _typed(h["count"]),
+            "customdata": np.column_stack([left, right]).tolist()}
 
 
 def value_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants: Sequence[str],
                           limits: pd.DataFrame | None = None, log: bool = False,
-                          colors: dict | None = None) -> go.Figure:
+                          colors: dict | None = None) -> dict:
     """FP32 values and each variant's dequantized values of one layer, on identical bins.
 
     One row per variant: the variant's histogram (coloured bars) under the FP32 one (dark
-    outlines), both
-    drawn from the tidy rows with ``x`` = bin centre and ``width = right - left``, so bins
-    with the same index have the same edges in every trace.  ``limits`` (from
-    :func:`analysis.views.grid_limits`) adds dashed lines at each grid's clip limits when
-    they fall near the data.
+    outlines), both drawn from the tidy rows with ``x`` = bin centre and ``width = right -
+    left``, so bins with the same index have the same edges in every trace (``customdata``
+    is ``[left, right]``).  ``limits`` (from :func:`analysis.views.grid_limits`) adds dashed
+    lines at each grid's clip limits when they fall near the data.
 
     Returns
     -------
-    plotly.graph_objects.Figure
+    dict
+        Figure spec.
     """
     ref = views.histogram_rows(histograms, key, "fp32")
     dq = views.histogram_rows(histograms, key, "dq", variants)
     if ref.empty and dq.empty:
         return empty_figure("No histogram for this layer.")
-    shown = [v for v in variants if (dq["variant"] == v).any()] or [views.FP32_LABEL]
+    have = set(dq["variant"])
+    shown = [v for v in variants if v in have] or [views.FP32_LABEL]
     colors = colors or views.variant_colors(variants)
-    fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=[_txt(shorten(v, 60)) for v in shown])
+    n = len(shown)
+    ydom = _domains(n, 0.06)[::-1]          # row 1 at the top
     lo_all = min(ref["left"].min() if not ref.empty else np.inf, dq["left"].min() if not dq.empty else np.inf)
     hi_all = max(ref["right"].max() if not ref.empty else -np.inf, dq["right"].max() if not dq.empty else -np.inf)
     span = max(hi_all - lo_all, 1e-12)
+    ref_bars = _bars(ref) if not ref.empty else None
+    by_var = dict(tuple(dq.groupby("variant", sort=False))) if not dq.empty else {}
+    lim_by = dict(tuple(limits.groupby("variant", sort=False))) if limits is not None and not limits.empty else {}
+    data, shapes, notes, axes = [], [], [], {}
     for i, v in enumerate(shown, start=1):
-        d = dq[dq["variant"] == v]
-        if not d.empty:
-            fig.add_trace(go.Bar(name=_txt(f"{v} (dequantized)"), marker=dict(color=colors.get(v), line=dict(width=0)),
-                                 opacity=0.75, **_bar_kwargs(d),
-                                 hovertemplate="%{fullData.name} [%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
-                                               "%{y}<extra></extra>"), row=i, col=1)
-        if not ref.empty:  # FP32 on top as outlines, so both stay visible
-            fig.add_trace(go.Bar(name="FP32", marker=dict(color="rgba(0,0,0,0)", line=dict(color="#2c3e50", width=1)),
-                                 legendgroup="fp32", **_bar_kwargs(ref),
-                                 hovertemplate="FP32 [%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
-                                               "%{y}<extra></extra>"), row=i, col=1)
-        lim = limits[limits["variant"] == v] if limits is not None and not limits.empty else None
-        if lim is not None:
-            for r in lim.itertuples():
-                for x, side in ((r.lo, "min"), (r.hi, "max")):
-                    if lo_all - span <= x <= hi_all + span:
-                        fig.add_vline(x=x, row=i, col=1, line=dict(color="#c0392b", dash="dash", width=1.5),
-                                      annotation_text=f"grid {side}",
-                                      annotation_font=dict(size=10, color="#c0392b"),
-                                      annotation_position="top left" if side == "max" else "top right")
-    fig.update_layout(barmode="overlay", bargap=0)
-    fig.update_yaxes(type="log" if log else "linear", title_text="count", title_font=dict(size=11))
-    fig.update_xaxes(title_text="weight value", row=len(shown), col=1)
-    _base_layout(fig, 80 + 170 * len(shown), key)
-    fig.update_layout(margin=dict(l=60, r=10, t=40, b=40), showlegend=False)
-    fig.update_annotations(font=dict(size=11))
-    return fig
+        xr, yr = f"x{_ax(i)}", f"y{_ax(i)}"
+        d = by_var.get(v)
+        if d is not None and not d.empty:
+            data.append({"type": "bar", "name": _txt(f"{v} (dequantized)"), "xaxis": xr, "yaxis": yr,
+                         "marker": {"color": colors.get(v), "line": {"width": 0}}, "opacity": 0.75, **_bars(d),
+                         "hovertemplate": "%{fullData.name} [%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
+                                          "%{y}<extra></extra>"})
+        if ref_bars is not None:  # FP32 on top as outlines, so both stay visible
+            data.append({"type": "bar", "name": "FP32", "xaxis": xr, "yaxis": yr, "legendgroup": "fp32",
+                         "marker": {"color": "rgba(0,0,0,0)", "line": {"color": "#2c3e50", "width": 1}},
+                         **ref_bars, "hovertemplate": "FP32 [%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
+                                                      "%{y}<extra></extra>"})
+        lim = lim_by.get(v)
+        for r in (lim.itertuples() if lim is not None else ()):
+            for x, side in ((r.lo, "min"), (r.hi, "max")):
+                if lo_all - span <= x <= hi_all + span:
+                    shapes.append({"type": "line", "xref": xr, "x0": x, "x1": x, "yref": f"{yr} domain",
+                                   "y0": 0, "y1": 1, "line": {"color": "#c0392b", "dash": "dash", "width": 1.5}})
+                    notes.append({"text": f"grid {side}", "xref": xr, "x": x, "yref": f"{yr} domain", "y": 1,
+                                  "xanchor": "right" if side == "max" else "left", "yanchor": "top",
+                                  "showarrow": False, "font": {"size": 10, "color": "#c0392b"}})
+        axes[f"xaxis{_ax(i)}"] = {"domain": [0.0, 1.0], "anchor": yr, **({"matches": "x"} if i > 1 else {}),
+                                  "showticklabels": i == n,
+                                  **({"title": {"text": "weight value"}} if i == n else {})}
+        axes[f"yaxis{_ax(i)}"] = {"domain": ydom[i - 1], "anchor": xr, "type": "log" if log else "linear",
+                                  "title": {"text": "count", "font": {"size": 11}}}
+        notes.insert(i - 1, _title(_txt(shorten(v, 60)), [0.0, 1.0], ydom[i - 1]))
+    return {"data": data, "layout": _layout(
+        80 + 170 * n, key, margin={"l": 60, "r": 10, "t": 40, "b": 40}, showlegend=False, barmode="overlay",
+        bargap=0, shapes=shapes, annotations=notes, **axes)}
 
 
 def code_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants: Sequence[str],
-                         log: bool = False, colors: dict | None = None) -> go.Figure:
+                         log: bool = False, colors: dict | None = None) -> dict:
     """Histogram of the stored integer codes of one layer, one panel per variant.
 
     Returns
     -------
-    plotly.graph_objects.Figure
+    dict
+        Figure spec; ``customdata`` of each bar is ``[left, right]`` (codes).
     """
     codes = views.histogram_rows(histograms, key, "code", variants)
     if codes.empty:
         return empty_figure("No quantized codes for this layer (left in float?).", height=200)
-    shown = [v for v in variants if (codes["variant"] == v).any()]
+    by_var = dict(tuple(codes.groupby("variant", sort=False)))
+    shown = [v for v in variants if v in by_var]
     colors = colors or views.variant_colors(variants)
-    fig = make_subplots(rows=1, cols=len(shown), subplot_titles=[_txt(shorten(v, 34)) for v in shown],
-                        horizontal_spacing=0.06)
+    xdom = _domains(len(shown), 0.06)
+    data, axes, titles = [], {}, []
     for i, v in enumerate(shown, start=1):
-        d = codes[codes["variant"] == v]
-        fig.add_trace(go.Bar(name=_txt(v), marker=dict(color=colors.get(v)), showlegend=False,
-                             **_bar_kwargs(d),
-                             hovertemplate="codes [%{customdata[0]:.0f}, %{customdata[1]:.0f}): "
-                                           "%{y}<extra></extra>"), row=1, col=i)
-    fig.update_layout(bargap=0)
-    fig.update_yaxes(type="log" if log else "linear")
-    fig.update_yaxes(title_text="count", row=1, col=1)
-    fig.update_xaxes(title_text="integer code")
-    _base_layout(fig, 260, key)
-    fig.update_layout(margin=dict(l=60, r=10, t=40, b=40))
-    fig.update_annotations(font=dict(size=11))
-    return fig
+        data.append({"type": "bar", "name": _txt(v), "marker": {"color": colors.get(v)}, "showlegend": False,
+                     "xaxis": f"x{_ax(i)}", "yaxis": f"y{_ax(i)}", **_bars(by_var[v]),
+                     "hovertemplate": "codes [%{customdata[0]:.0f}, %{customdata[1]:.0f}): %{y}<extra></extra>"})
+        axes[f"xaxis{_ax(i)}"] = {"domain": xdom[i - 1], "anchor": f"y{_ax(i)}", "title": {"text": "integer code"}}
+        axes[f"yaxis{_ax(i)}"] = {"domain": [0.0, 1.0], "anchor": f"x{_ax(i)}", "type": "log" if log else "linear",
+                                  **({"title": {"text": "count"}} if i == 1 else {})}
+        titles.append(_title(_txt(shorten(v, 34)), xdom[i - 1], [0.0, 1.0]))
+    return {"data": data, "layout": _layout(260, key, margin={"l": 60, "r": 10, "t": 40, "b": 40}, bargap=0,
+                                            annotations=titles, **axes)}
 
 
 def channel_chart(channels: pd.DataFrame, key: str | None, *, variants: Sequence[str],
-                  colors: dict | None = None) -> go.Figure:
+                  colors: dict | None = None) -> dict:
     """Per-channel view of one layer: FP32 and dequantized ranges, and scales.
 
     Top: each channel's FP32 [min, max] (grey floating bar) and each variant's dequantized
@@ -312,47 +508,49 @@ def channel_chart(channels: pd.DataFrame, key: str | None, *, variants: Sequence
 
     Returns
     -------
-    plotly.graph_objects.Figure
+    dict
+        Figure spec.
     """
     ch = views.channel_rows(channels, key, variants)
     if ch.empty:
         return empty_figure("No per-channel or block-wise tensor for this layer.", height=160)
     colors = colors or views.variant_colors(variants)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4],
-                        subplot_titles=["range per channel", "scale per channel"])
+    ydom = _domains(2, 0.08, [0.4, 0.6])          # bottom (scales) first
     first = ch.drop_duplicates("channel")
-    fig.add_trace(go.Bar(x=first["channel"], y=(first["fp32_max"] - first["fp32_min"]).to_numpy(float),
-                         base=first["fp32_min"].to_numpy(float), name="FP32 range",
-                         marker=dict(color=_FP32_COLOR), opacity=0.45,
-                         hovertemplate="channel %{x}: FP32 [%{base:.4g}, +%{y:.4g}]<extra></extra>"),
-                  row=1, col=1)
+    lo = first["fp32_min"].to_numpy(float)
+    data = [{"type": "bar", "x": _index(first["channel"]), "y": _typed(first["fp32_max"].to_numpy(float) - lo),
+             "base": _typed(lo), "name": "FP32 range", "marker": {"color": _FP32_COLOR}, "opacity": 0.45,
+             "xaxis": "x", "yaxis": "y",
+             "hovertemplate": "channel %{x}: FP32 [%{base:.4g}, +%{y:.4g}]<extra></extra>"}]
+    by_var = dict(tuple(ch.groupby("variant", sort=False)))
     for v in variants:
-        d = ch[ch["variant"] == v]
-        if d.empty:
+        d = by_var.get(v)
+        if d is None or d.empty:
             continue
         c = colors.get(v)
+        x = _index(d["channel"])
         for col in ("dq_min", "dq_max"):
-            fig.add_trace(go.Scatter(x=d["channel"], y=d[col], mode="markers",
-                                     name=_txt(f"{v} (dequantized min/max)"),
-                                     legendgroup=v, showlegend=(col == "dq_min"),
-                                     marker=dict(color=c, size=5, symbol="line-ew-open", line=dict(width=2, color=c)),
-                                     hovertemplate="%{fullData.name}, channel %{x}: " + col[3:]
-                                                   + " %{y:.4g}<extra></extra>"),
-                          row=1, col=1)
-        blockwise = bool((d["scale_max"] != d["scale_min"]).any())
-        fig.add_trace(go.Scatter(
-            x=d["channel"], y=d["scale_max"] if blockwise else d["scale_min"], mode="markers",
-            name=_txt(f"{v} scale"), legendgroup=v, showlegend=False, marker=dict(color=c, size=5),
-            error_y=(dict(type="data", symmetric=False, array=np.zeros(len(d)),
-                          arrayminus=(d["scale_max"] - d["scale_min"]).to_numpy(float), thickness=1, width=0)
-                     if blockwise else None),
-            hovertemplate="%{fullData.name}, channel %{x}: %{y:.4g}" + (" (max over blocks)" if blockwise else "")
-                          + "<extra></extra>"), row=2, col=1)
-    fig.update_xaxes(title_text="output channel", row=2, col=1)
-    fig.update_yaxes(title_text="value", row=1, col=1)
-    fig.update_yaxes(title_text="scale", row=2, col=1)
-    _base_layout(fig, 420, key)
-    fig.update_layout(margin=dict(l=60, r=10, t=50, b=40), barmode="overlay",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.06, x=0, font=dict(size=11)))
-    fig.update_annotations(font=dict(size=11))
-    return fig
+            data.append({"type": "scatter", "x": x, "y": _typed(d[col]), "mode": "markers", "xaxis": "x",
+                         "yaxis": "y", "name": _txt(f"{v} (dequantized min/max)"), "legendgroup": _txt(v),
+                         "showlegend": col == "dq_min",
+                         "marker": {"color": c, "size": 5, "symbol": "line-ew-open", "line": {"width": 2, "color": c}},
+                         "hovertemplate": "%{fullData.name}, channel %{x}: " + col[3:] + " %{y:.4g}<extra></extra>"})
+        smin, smax = d["scale_min"].to_numpy(float), d["scale_max"].to_numpy(float)
+        blockwise = bool((smax != smin).any())
+        tr = {"type": "scatter", "x": x, "y": _typed(smax if blockwise else smin), "mode": "markers",
+              "xaxis": "x2", "yaxis": "y2", "name": _txt(f"{v} scale"), "legendgroup": _txt(v),
+              "showlegend": False, "marker": {"color": c, "size": 5},
+              "hovertemplate": "%{fullData.name}, channel %{x}: %{y:.4g}" + (" (max over blocks)" if blockwise else "")
+                               + "<extra></extra>"}
+        if blockwise:
+            tr["error_y"] = {"type": "data", "symmetric": False, "array": _typed(np.zeros(len(d))),
+                             "arrayminus": _typed(smax - smin), "thickness": 1, "width": 0}
+        data.append(tr)
+    axes = {"xaxis": {"domain": [0.0, 1.0], "anchor": "y", "matches": "x2", "showticklabels": False},
+            "yaxis": {"domain": ydom[1], "anchor": "x", "title": {"text": "value"}},
+            "xaxis2": {"domain": [0.0, 1.0], "anchor": "y2", "title": {"text": "output channel"}},
+            "yaxis2": {"domain": ydom[0], "anchor": "x2", "title": {"text": "scale"}}}
+    titles = [_title("range per channel", [0.0, 1.0], ydom[1]), _title("scale per channel", [0.0, 1.0], ydom[0])]
+    return {"data": data, "layout": _layout(
+        420, key, margin={"l": 60, "r": 10, "t": 50, "b": 40}, barmode="overlay", annotations=titles,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0, "font": {"size": 11}}, **axes)}

@@ -67,8 +67,21 @@ def graph(graph_id: str, *, height: int | None = None, loading: bool = True):
 
 
 def graph_height(fig) -> dict:
-    """``style`` of a responsive ``dcc.Graph`` that keeps the figure's own height."""
-    return {"height": f"{fig.layout.height or 400}px"}
+    """``style`` of a responsive ``dcc.Graph`` that keeps the figure's own height (dict spec or
+    ``go.Figure``)."""
+    height = (fig.get("layout") or {}).get("height") if isinstance(fig, dict) else fig.layout.height
+    return {"height": f"{height or 400}px"}
+
+
+def pager(pager_id: str, prev_id: str, label_id: str, next_id: str):
+    """Prev / "layers 1-150 of 2,000" / next, hidden until there is more than one page."""
+    return html.Div([
+        dbc.Button("‹ prev", id=prev_id, size="sm", color="secondary", outline=True, className="py-0",
+                   disabled=True, title="previous layers"),
+        html.Span(id=label_id, className="small text-muted mx-2 text-nowrap"),
+        dbc.Button("next ›", id=next_id, size="sm", color="secondary", outline=True, className="py-0",
+                   disabled=True, title="next layers"),
+    ], id=pager_id, className="align-items-center ms-2", style={"display": "none"})
 
 
 def empty_state(text: str):

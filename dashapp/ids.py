@@ -45,6 +45,11 @@ TAB_IDS = (TAB_OVERVIEW, TAB_LAYERS, TAB_DISTRIBUTIONS)
 # overview
 SUMMARY_CARDS = "summary-cards-div"
 RANGE_CHART = "layer-range-chart"
+RANGE_PAGER = "range-pager-div"            # prev / label / next above the range chart (hidden on one page)
+RANGE_PREV = "range-prev-button"
+RANGE_NEXT = "range-next-button"
+RANGE_PAGE_LABEL = "range-page-label"      # "layers 151-300 of 2,000"
+RANGE_PAGE_STORE = "range-page-store"      # the range chart's page (int, 0-based)
 SQNR_CHART = "layer-sqnr-chart"
 NEXT_STEPS = "next-steps-div"
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode
 from . import ids
 
 __all__ = ["EMPTY_SELECTION", "decode_url", "encode_url", "make_filters", "reduce_selection",
-           "points_keys"]
+           "points_keys", "unescape_key"]
 
 EMPTY_SELECTION = {"layer": None, "layers": []}
 _MAX_LEN = 400          # longest value kept from the URL
@@ -102,16 +102,30 @@ def make_filters(ops=None, roles=None, filter_variants=None, search=None, sqnr_b
             "sqnr_below": _number(sqnr_below)}
 
 
+def unescape_key(s: str) -> str:
+    """Inverse of the figures' escaping of a layer key for plotly's pseudo-HTML (``&`` to
+    ``&amp;`` first, then ``<`` ``>``); a raw key without entities comes back unchanged."""
+    if "&" not in s:
+        return s
+    return s.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def points_keys(event) -> list[str]:
-    """Layer keys (``customdata[0]``) of the points in a plotly click/selection event."""
+    """Layer keys of the points in a plotly click/selection event.
+
+    A point's ``customdata`` is the layer key escaped for plotly (one string per point, see
+    :mod:`analysis.figures`), or a list whose first item is the key; either is unescaped.
+    """
     if not isinstance(event, dict):
         return []
     keys = []
     for p in event.get("points") or []:
         cd = p.get("customdata") if isinstance(p, dict) else None
         k = cd[0] if isinstance(cd, list) and cd else cd if isinstance(cd, str) else None
-        if isinstance(k, str) and k and k not in keys:
-            keys.append(k)
+        if isinstance(k, str) and k:
+            k = unescape_key(k)
+            if k not in keys:
+                keys.append(k)
     return keys
 
 

@@ -68,10 +68,13 @@ def go_to_tab(dash_duo, label: str):
 
 
 def plotly_points(dash_duo, graph_id: str, trace: int) -> list:
-    """customdata[0] (layer key) of every point of one trace of a graph, from the live figure."""
-    return dash_duo.driver.execute_script(
+    """Layer key of every point of one trace of a graph, from the live figure (``customdata``
+    is the key escaped for plotly: unescaped here as the selection hub does)."""
+    from dashapp.state import unescape_key
+    cds = dash_duo.driver.execute_script(
         "const gd = document.querySelector(`#${arguments[0]} .js-plotly-plot`);"
-        "return gd.data[arguments[1]].customdata.map(c => c[0]);", graph_id, trace)
+        "return Array.from(gd.data[arguments[1]].customdata);", graph_id, trace)
+    return [unescape_key(c[0] if isinstance(c, list) else c) for c in cds]
 
 
 def click(dash_duo, selector_or_element):

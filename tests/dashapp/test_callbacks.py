@@ -4,7 +4,7 @@ import json
 from contextvars import copy_context
 
 import pytest
-from dash import Dash, no_update
+from dash import Dash, Patch, no_update
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 
@@ -12,6 +12,7 @@ from dashapp import ids
 from dashapp.callbacks import distributions, exports, jobs, layers, overview, selection, url
 from dashapp.models import scan_models
 from dashapp.results import Results
+from dashapp.state import points_keys
 
 
 class _Manager:
@@ -118,20 +119,101 @@ def test_model_status_warns_about_an_unrelated_variant(cbs, by):
 
 def test_views_for_a_bad_store_show_empty_states(cbs):
     bad = {"ref": "nope", "variants": [], "error": "x"}
-    fig, style = cbs["update_range_chart"](bad, FILTERS, None)
-    assert "Choose" in fig.layout.annotations[0].text
+    fig, style, page, label, pager, *_ = cbs["update_range_chart"](bad, FILTERS, None)
+    assert "Choose" in fig["layout"]["annotations"][0]["text"] and pager == {"display": "none"}
     data, count, page, styles, tips, info = in_context(cbs["update_layer_table"], bad, FILTERS, None, 0, [], "", 15)
     assert data == [] and count == 1
 
 
 def test_range_and_sqnr_charts_follow_filters_and_selection(cbs, store):
     f = dict(FILTERS, roles=["weight"], variants=["coarse"])
-    fig, style = cbs["update_range_chart"](store, f, {"layer": "fc2.weight", "layers": []})
-    assert [t.name for t in fig.data] == ["FP32 (FP32)", "coarse (quantized)"]
-    assert list(fig.data[0].y) == ["fc1.weight", "fc2.weight", "fc3.weight"]
-    assert style["height"] == f"{fig.layout.height}px" and len(fig.layout.shapes) == 1
+    fig, style, page, label, pager, prev_off, next_off = cbs["update_range_chart"](
+        store, f, {"layer": "fc2.weight", "layers": []})
+    assert [t["name"] for t in fig["data"]] == ["FP32 (FP32)", "coarse (quantized)"]
+    assert points_keys({"points": [{"customdata": k} for k in fig["data"][0]["customdata"]]}) == [
+        "fc1.weight", "fc2.weight", "fc3.weight"]
+    assert style["height"] == f"{fig['layout']['height']}px" and len(fig["layout"]["shapes"]) == 1
+    assert (page, label, pager, prev_off, next_off) == (0, "", {"display": "none"}, True, True)   # one page
     sq = cbs["update_sqnr_chart"](store, dict(FILTERS, sqnr_below=20), None)
-    assert [t.name for t in sq.data] == ["coarse"] and list(sq.data[0].x) == ["fc2.weight"]
+    assert [t["name"] for t in sq["data"]] == ["coarse"] and sq["data"][0]["customdata"] == ["fc2.weight"]
+
+
+def _keys_of(fig):
+    return points_keys({"points": [{"customdata": k} for k in fig["data"][0]["customdata"]]})
+
+
+def test_range_chart_pages_and_follows_the_selection(cbs, store, monkeypatch):
+    monkeypatch.setenv("QUANTLENS_RANGE_PAGE", "40")
+    assert overview.range_page_size() == 40
+    monkeypatch.setenv("QUANTLENS_RANGE_PAGE", "x")
+    assert overview.range_page_size() == 150
+    monkeypatch.setattr(overview, "range_page_size", lambda: 2)     # 5 layers, 2 a page
+    L = cbs["update_range_chart"]
+    keys = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+    keys = [k for k in keys if k != "fc2.bias"]
+    fig, _, page, label, pager, prev_off, next_off = in_context(
+        L, store, FILTERS, None, None, None, 0, triggered=[(f"{ids.ANALYSIS_STORE}.data", store)])
+    assert _keys_of(fig) == keys[:2] and page == 0 and label == "layers 1-2 of 5"
+    assert pager == {"display": "flex"} and prev_off is True and next_off is False
+    # next, next: the last page (one layer); next is then disabled
+    out = in_context(L, store, FILTERS, None, None, 1, 0, triggered=[(f"{ids.RANGE_NEXT}.n_clicks", 1)])
+    assert _keys_of(out[0]) == keys[2:4] and out[2] == 1 and out[3] == "layers 3-4 of 5"
+    out = in_context(L, store, FILTERS, None, None, 2, 1, triggered=[(f"{ids.RANGE_NEXT}.n_clicks", 2)])
+    assert _keys_of(out[0]) == keys[4:] and out[2] == 2 and out[5] is False and out[6] is True
+    out = in_context(L, store, FILTERS, None, 1, 2, 2, triggered=[(f"{ids.RANGE_PREV}.n_clicks", 1)])
+    assert out[2] == 1
+    # selecting a layer of another page (e.g. in the SQNR chart) jumps to its page, band on it
+    sel = {"layer": "fc3.bias", "layers": []}
+    out = in_context(L, store, FILTERS, sel, None, None, 0, triggered=[(f"{ids.SELECTION_STORE}.data", sel)])
+    assert out[2] == 2 and _keys_of(out[0]) == ["fc3.bias"]
+    (band,) = out[0]["layout"]["shapes"]
+    assert (band["y0"], band["y1"]) == (-0.5, 0.5)
+    # a filter change shows the selected layer's page of the new rows
+    f = dict(FILTERS, roles=["bias"])
+    out = in_context(L, store, f, sel, None, None, 2, triggered=[(f"{ids.FILTER_STORE}.data", f)])
+    assert _keys_of(out[0]) == ["fc1.bias", "fc3.bias"] and out[2] == 0 and out[4] == {"display": "none"}
+    assert len(out[0]["layout"]["shapes"]) == 1
+
+
+def _ops(patch):
+    return {tuple(o["location"]): o["params"]["value"] for o in patch.to_plotly_json()["operations"]}
+
+
+def test_selection_alone_sends_a_patch(cbs, store):
+    L, S = cbs["update_range_chart"], cbs["update_sqnr_chart"]
+    full, *_ = in_context(L, store, FILTERS, None, None, None, 0, triggered=[(f"{ids.ANALYSIS_STORE}.data", store)])
+    sel = {"layer": "fc2.weight", "layers": ["fc1.weight"]}
+    out = in_context(L, store, FILTERS, sel, None, None, 0, triggered=[(f"{ids.SELECTION_STORE}.data", sel)])
+    assert isinstance(out[0], Patch) and all(o is no_update for o in out[1:])
+    ops = _ops(out[0])
+    (band,) = ops[("layout", "shapes")]
+    keys = _keys_of(full)
+    assert (band["y0"], band["y1"]) == (keys.index("fc2.weight") - 0.5, keys.index("fc2.weight") + 0.5)
+    # every trace gets its selected points: the box-selected fc1.weight, by index in that trace
+    for i, tr in enumerate(full["data"]):
+        tk = points_keys({"points": [{"customdata": k} for k in tr["customdata"]]})
+        assert ops[("data", i, "selectedpoints")] == ([tk.index("fc1.weight")] if "fc1.weight" in tk else [])
+    # the full figure with the same selection has the same band and points
+    again, *_ = in_context(L, store, FILTERS, sel, None, None, 0, triggered=[(f"{ids.ANALYSIS_STORE}.data", store)])
+    assert again["layout"]["shapes"] == [band]
+    # clearing: no band, no selected points
+    ops = _ops(in_context(L, store, FILTERS, {"layer": None, "layers": []}, None, None, 0,
+                          triggered=[(f"{ids.SELECTION_STORE}.data", {})])[0])
+    assert ops[("layout", "shapes")] == [] and ops[("data", 0, "selectedpoints")] is None
+    # selection and filters at once: a whole figure, filtered
+    f = dict(FILTERS, roles=["bias"])
+    out = in_context(L, store, f, sel, None, None, 0,
+                     triggered=[(f"{ids.SELECTION_STORE}.data", sel), (f"{ids.FILTER_STORE}.data", f)])
+    assert isinstance(out[0], dict) and set(_keys_of(out[0])) == {"fc1.bias", "fc3.bias"}
+    assert out[0]["layout"]["shapes"] == []
+    # the SQNR chart: the threshold line stays, the selection line moves
+    f = dict(FILTERS, sqnr_below=60)
+    base = in_context(S, store, f, None, triggered=[(f"{ids.FILTER_STORE}.data", f)])
+    p = in_context(S, store, f, sel, triggered=[(f"{ids.SELECTION_STORE}.data", sel)])
+    shapes = _ops(p)[("layout", "shapes")]
+    assert isinstance(p, Patch) and shapes[0] == base["layout"]["shapes"][0] and len(shapes) == 2
+    assert shapes[1]["x0"] == base["layout"]["xaxis"]["tickvals"][
+        base["layout"]["xaxis"]["ticktext"].index("fc2.weight")]
 
 
 def test_summary_and_next_steps(cbs, store):
@@ -207,14 +289,25 @@ def test_callout_says_why_a_layer_has_no_parameters(cbs, store):
 def test_distributions_for_the_selected_layer(cbs, store):
     title, value, limits, code, chan, *styles = cbs["update_distributions"](store, FILTERS, {"layer": "fc1.weight"},
                                                                            True)
-    assert styles[0] == {"height": f"{value.layout.height}px"}
+    assert styles[0] == {"height": f"{value['layout']['height']}px"}
     assert "fc1.weight" in str(title)
-    assert {t.name for t in value.data} >= {"FP32", "good (dequantized)", "coarse (dequantized)"}
-    assert value.layout.yaxis.type == "log"
+    assert {t["name"] for t in value["data"]} >= {"FP32", "good (dequantized)", "coarse (dequantized)"}
+    assert value["layout"]["yaxis"]["type"] == "log"
     assert "widest channel grid" in str(limits)
-    assert any(t.name == "coarse scale" for t in chan.data)
+    assert any(t["name"] == "coarse scale" for t in chan["data"])
     empty = cbs["update_distributions"](store, FILTERS, None, False)
     assert "Click a layer" in str(empty[0])
+    # the log switch alone: a Patch of the count axes of both histograms, nothing else resent
+    sel = {"layer": "fc1.weight"}
+    out = in_context(cbs["update_distributions"], store, FILTERS, sel, False,
+                     triggered=[(f"{ids.LOG_SWITCH}.value", False)])
+    assert [i for i, o in enumerate(out) if o is not no_update] == [1, 3]
+    n_axes = len([k for k in value["layout"] if k.startswith("yaxis")])
+    assert _ops(out[1]) == {("layout", f"yaxis{i or ''}", "type"): "linear" for i in [0] + list(range(2, n_axes + 1))}
+    # and a full rebuild with the switch off has linear axes
+    full = in_context(cbs["update_distributions"], store, FILTERS, sel, False,
+                      triggered=[(f"{ids.SELECTION_STORE}.data", sel)])
+    assert full[1]["layout"]["yaxis"]["type"] == "linear" and full[3]["layout"]["yaxis"]["type"] == "linear"
 
 
 def test_exports(cbs, store):

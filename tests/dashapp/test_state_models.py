@@ -59,6 +59,11 @@ def test_selection_reducer_sources():
     assert reduce_selection(s, "clear") == {"layer": None, "layers": []}
     assert reduce_selection("garbage", "click", {"points": "x"}) == {"layer": None, "layers": []}
     assert points_keys({"points": [{"customdata": "solo"}]}) == ["solo"]
+    # the charts send the key escaped for plotly (& first, then < >): unescaped exactly
+    from analysis.figures import _txt
+    for raw in ["a<b>&c", "x&amp;y", "&lt;", "plain.weight"]:
+        assert points_keys({"points": [{"customdata": _txt(raw)}]}) == [raw]
+        assert points_keys({"points": [{"customdata": [_txt(raw), "extra"]}]}) == [raw]
 
 
 def test_catalogue_ids_are_opaque_and_stable(tiny_dir):
