@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode
 from . import ids
 
 __all__ = ["EMPTY_SELECTION", "decode_url", "encode_url", "make_filters", "reduce_selection",
-           "points_keys", "unescape_key"]
+           "points_keys", "unescape_key", "apply_patch", "is_patch"]
 
 EMPTY_SELECTION = {"layer": None, "layers": []}
 _MAX_LEN = 400          # longest value kept from the URL
@@ -175,3 +175,58 @@ def reduce_selection(current: dict | None, source: str, payload=None) -> dict:
     elif source == "clear":
         cur = {"layer": None, "layers": []}
     return cur
+
+
+def is_patch(value) -> bool:
+    """Whether a callback's output value is a serialized :class:`dash.Patch`."""
+    return isinstance(value, dict) and value.get("__dash_patch_update") == "__dash_patch_update"
+
+
+def apply_patch(value, patch: dict):
+    """``value`` with a serialized :class:`dash.Patch` applied, as dash-renderer applies it
+    (for clients that replay callbacks without a browser: benchmarks, load tests).
+
+    Supports Assign, Delete, Merge, Extend, Prepend, Append, Insert, Remove and Clear;
+    ``value`` is deep-copied first, never modified.
+    """
+    import copy
+
+    out = copy.deepcopy(value) if value is not None else {}
+    for op in patch.get("operations") or []:
+        loc, params, kind = list(op.get("location") or []), op.get("params") or {}, op.get("operation")
+        if not loc and kind == "Assign":
+            out = params.get("value")
+            continue
+        parent = out
+        for i, part in enumerate(loc[:-1]):
+            nxt = loc[i + 1]
+            if isinstance(parent, dict):
+                parent = parent.setdefault(part, [] if isinstance(nxt, int) else {})
+            else:
+                parent = parent[part]
+        last = loc[-1] if loc else None
+        target = (parent.get(last) if isinstance(parent, dict) else parent[last]) if loc else out
+        if kind == "Assign":
+            parent[last] = params.get("value")
+        elif kind == "Delete":
+            if isinstance(parent, dict):
+                parent.pop(last, None)
+            else:
+                del parent[last]
+        elif kind == "Merge":
+            parent[last] = {**(target or {}), **params.get("value", {})}
+        elif kind == "Extend":
+            parent[last] = list(target or []) + list(params.get("value") or [])
+        elif kind == "Prepend":
+            parent[last] = [params.get("value")] + list(target or [])
+        elif kind == "Append":
+            parent[last] = list(target or []) + [params.get("value")]
+        elif kind == "Insert":
+            t = list(target or [])
+            t.insert(params.get("index", 0), params.get("value"))
+            parent[last] = t
+        elif kind == "Remove":
+            parent[last] = [x for x in (target or []) if x != params.get("value")]
+        elif kind == "Clear":
+            parent[last] = [] if isinstance(target, list) else {}
+    return out

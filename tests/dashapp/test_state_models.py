@@ -128,3 +128,22 @@ def test_analysis_helpers_never_import_dash():
     code = ("import sys, analysis, analysis.views, analysis.figures, analysis.tables; "
             "assert not any(m == 'dash' or m.startswith('dash.') for m in sys.modules), 'dash imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_apply_patch_replays_dash_patches():
+    from dash import Patch
+    from dashapp.state import apply_patch, is_patch
+    fig = {"data": [{"x": [1], "selectedpoints": [0]}, {"x": [2]}], "layout": {"shapes": [{"a": 1}], "h": 1}}
+    p = Patch()
+    p["layout"]["shapes"] = []
+    p["data"][0]["selectedpoints"] = None
+    p["data"][1]["selectedpoints"] = [0]
+    del p["layout"]["h"]
+    p["layout"].update({"w": 2})
+    p["data"].append({"x": [3]})
+    j = p.to_plotly_json()
+    assert is_patch(j) and not is_patch(fig)
+    out = apply_patch(fig, j)
+    assert out == {"data": [{"x": [1], "selectedpoints": None}, {"x": [2], "selectedpoints": [0]}, {"x": [3]}],
+                   "layout": {"shapes": [], "w": 2}}
+    assert fig["layout"]["h"] == 1 and fig["data"][0]["selectedpoints"] == [0]     # input untouched
