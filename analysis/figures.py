@@ -406,22 +406,24 @@ def _bars(h: pd.DataFrame) -> dict:
 
 def value_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants: Sequence[str],
                           limits: pd.DataFrame | None = None, log: bool = False,
-                          colors: dict | None = None) -> dict:
+                          colors: dict | None = None, index: views.TableIndex | None = None) -> dict:
     """FP32 values and each variant's dequantized values of one layer, on identical bins.
 
     One row per variant: the variant's histogram (coloured bars) under the FP32 one (dark
     outlines), both drawn from the tidy rows with ``x`` = bin centre and ``width = right -
     left``, so bins with the same index have the same edges in every trace (``customdata``
     is ``[left, right]``).  ``limits`` (from :func:`analysis.views.grid_limits`) adds dashed
-    lines at each grid's clip limits when they fall near the data.
+    lines at each grid's clip limits when they fall near the data.  ``index``
+    (:attr:`analysis.Analysis.index`) turns the row look-ups into index look-ups (the
+    histogram and channel builders all take it).
 
     Returns
     -------
     dict
         Figure spec.
     """
-    ref = views.histogram_rows(histograms, key, "fp32")
-    dq = views.histogram_rows(histograms, key, "dq", variants)
+    ref = views.histogram_rows(histograms, key, "fp32", index=index)
+    dq = views.histogram_rows(histograms, key, "dq", variants, index=index)
     if ref.empty and dq.empty:
         return empty_figure("No histogram for this layer.")
     have = set(dq["variant"])
@@ -470,7 +472,8 @@ def value_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants
 
 
 def code_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants: Sequence[str],
-                         log: bool = False, colors: dict | None = None) -> dict:
+                         log: bool = False, colors: dict | None = None,
+                         index: views.TableIndex | None = None) -> dict:
     """Histogram of the stored integer codes of one layer, one panel per variant.
 
     Returns
@@ -478,7 +481,7 @@ def code_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants:
     dict
         Figure spec; ``customdata`` of each bar is ``[left, right]`` (codes).
     """
-    codes = views.histogram_rows(histograms, key, "code", variants)
+    codes = views.histogram_rows(histograms, key, "code", variants, index=index)
     if codes.empty:
         return empty_figure("No quantized codes for this layer (left in float?).", height=200)
     by_var = dict(tuple(codes.groupby("variant", sort=False)))
@@ -499,7 +502,7 @@ def code_histogram_chart(histograms: pd.DataFrame, key: str | None, *, variants:
 
 
 def channel_chart(channels: pd.DataFrame, key: str | None, *, variants: Sequence[str],
-                  colors: dict | None = None) -> dict:
+                  colors: dict | None = None, index: views.TableIndex | None = None) -> dict:
     """Per-channel view of one layer: FP32 and dequantized ranges, and scales.
 
     Top: each channel's FP32 [min, max] (grey floating bar) and each variant's dequantized
@@ -511,7 +514,7 @@ def channel_chart(channels: pd.DataFrame, key: str | None, *, variants: Sequence
     dict
         Figure spec.
     """
-    ch = views.channel_rows(channels, key, variants)
+    ch = views.channel_rows(channels, key, variants, index=index)
     if ch.empty:
         return empty_figure("No per-channel or block-wise tensor for this layer.", height=160)
     colors = colors or views.variant_colors(variants)

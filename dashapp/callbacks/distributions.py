@@ -52,11 +52,12 @@ def register(app, results, memo: FigureMemo | None = None) -> dict:
 
         def build():
             colors = views.variant_colors(a.variants)
-            limits = views.grid_limits(a.layers, a.channels, key, variants)
+            idx = a.index
+            limits = views.grid_limits(a.layers, a.channels, key, variants, index=idx)
             value = figures.value_histogram_chart(a.histograms, key, variants=variants, limits=limits,
-                                                  colors=colors)
-            code = figures.code_histogram_chart(a.histograms, key, variants=variants, colors=colors)
-            chan = figures.channel_chart(a.channels, key, variants=variants, colors=colors)
+                                                  colors=colors, index=idx)
+            code = figures.code_histogram_chart(a.histograms, key, variants=variants, colors=colors, index=idx)
+            chan = figures.channel_chart(a.channels, key, variants=variants, colors=colors, index=idx)
             return value, c.limits_table(limits), code, chan
         value, limits_table, code, chan = memo.get(a, ("dist", key, tuple(variants)), build)
         trig = fired()
