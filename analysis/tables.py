@@ -202,10 +202,15 @@ def sort_rows(df: pd.DataFrame, sort_by: Sequence[dict] | None) -> pd.DataFrame:
     if not spec:
         if not {"order", "role", "fp32_name", "variant"} <= set(df.columns):
             return df
-        rank = df["role"].map(ROLE_RANK).fillna(9)
-        order = pd.to_numeric(df["order"], errors="coerce").astype(float)
-        key = pd.DataFrame({"o": order, "r": rank, "n": df["fp32_name"], "v": df["variant"]}, index=df.index)
-        return df.loc[key.sort_values(["o", "r", "n", "v"], kind="stable", na_position="last").index]
+        # one stable lexsort over (order, role rank, name, variant), missing values last:
+        # each text column ranked by pd.factorize(sort=True), i.e. Python string order
+        def ranks(col):
+            codes, uniq = pd.factorize(df[col], sort=True)
+            return np.where(codes < 0, len(uniq), codes)
+        rank = df["role"].map(ROLE_RANK).astype(float).fillna(9).to_numpy(float)
+        order = pd.to_numeric(df["order"], errors="coerce").to_numpy(float)
+        order = np.where(np.isnan(order), np.inf, order)
+        return df.iloc[np.lexsort((ranks("variant"), ranks("fp32_name"), rank, order))]
     cols = [s["column_id"] for s in spec]
     asc = [s.get("direction", "asc") != "desc" for s in spec]
     return df.sort_values(cols, ascending=asc, kind="stable", na_position="last")
@@ -365,7 +370,7 @@ def table_view(layers: pd.DataFrame, *, query: str | None = None, sort_by: Seque
         page = p if p is not None else page
     page = min(max(int(page or 0), 0), count - 1)
     part = rows.iloc[page * size:(page + 1) * size]
-    extra = ordered.reset_index(drop=True).iloc[page * size:(page + 1) * size]
+    extra = ordered.iloc[page * size:(page + 1) * size].reset_index(drop=True)
     return TableView(records=json_records(part), styles=table_styles(part, extra, selected),
                      page=page, page_count=count, total=len(rows), error=error, rows=rows)
 

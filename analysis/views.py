@@ -169,6 +169,13 @@ def _split_ops(s) -> list[str]:
     return [o for o in str(s).split(",") if o] if isinstance(s, str) else []
 
 
+def _per_value(s: pd.Series, fn, missing: bool = False) -> np.ndarray:
+    """``fn`` of every cell as a bool array, calling ``fn`` once per distinct value."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    table = np.array([bool(fn(u)) for u in uniques] + [missing], dtype=bool)
+    return table[codes]
+
+
 def filter_layers(layers: pd.DataFrame, *, ops: Sequence[str] = (), roles: Sequence[str] = (),
                   variants: Sequence[str] = (), search: str = "", sqnr_below: float | None = None,
                   only: Sequence[str] | None = None) -> pd.DataFrame:
@@ -200,26 +207,27 @@ def filter_layers(layers: pd.DataFrame, *, ops: Sequence[str] = (), roles: Seque
     --------
     >>> filter_layers(a.layers, roles=["weight"], sqnr_below=35)  # doctest: +SKIP
     """
-    keep = pd.Series(True, index=layers.index)
+    keep = np.ones(len(layers), dtype=bool)
     if ops:
         wanted = set(ops)
-        keep &= layers["consumer_ops"].map(lambda s: bool(wanted.intersection(_split_ops(s))))
+        keep &= _per_value(layers["consumer_ops"], lambda s: wanted.intersection(_split_ops(s)))
     if roles:
-        keep &= layers["role"].isin(list(roles))
+        keep &= layers["role"].isin(list(roles)).to_numpy(bool)
     if variants:
-        keep &= layers["variant"].isin(list(variants))
+        keep &= layers["variant"].isin(list(variants)).to_numpy(bool)
     if search and search.strip():
         needle = search.strip().lower()
-        hit = pd.Series(False, index=layers.index)
-        for col in ("fp32_name", "layer", "quant_tensor"):
-            hit |= layers[col].fillna("").astype(str).str.lower().str.contains(needle, regex=False)
+        hit = np.zeros(len(layers), dtype=bool)
+        for col in ("fp32_name", "layer", "quant_tensor"):  # a missing cell reads as ""
+            hit |= _per_value(layers[col], lambda u: needle in str(u).lower())
         keep &= hit
     if sqnr_below is not None and math.isfinite(float(sqnr_below)):
-        s = pd.to_numeric(layers["sqnr_db"], errors="coerce")
-        keep &= (layers["status"] == "quantized") & (s < float(sqnr_below)).fillna(False)
+        s = pd.to_numeric(layers["sqnr_db"], errors="coerce").to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            keep &= (layers["status"] == "quantized").to_numpy(bool) & (s < float(sqnr_below))
     if only is not None:
-        keep &= layers["fp32_name"].isin(list(only))
-    return layers[keep.astype(bool)].copy()
+        keep &= layers["fp32_name"].isin(list(only)).to_numpy(bool)
+    return layers[keep].copy()
 
 
 def layer_keys(layers: pd.DataFrame) -> list[str]:
@@ -227,11 +235,21 @@ def layer_keys(layers: pd.DataFrame) -> list[str]:
     k = _keyed(layers)
     if k.empty:
         return []
-    first = k.groupby("fp32_name", sort=False).agg(order=("order", "min"), role=("role", "first"))
-    first = first.assign(_rank=first["role"].map(ROLE_RANK).fillna(9),
-                         _order=pd.to_numeric(first["order"], errors="coerce").fillna(10**9))
-    first = first.reset_index().sort_values(["_order", "_rank", "fp32_name"], kind="stable")
-    return first["fp32_name"].tolist()
+    codes, names = pd.factorize(k["fp32_name"])
+    n = len(names)
+    order = pd.to_numeric(k["order"], errors="coerce").to_numpy(float)
+    lowest = np.full(n, np.inf)
+    np.fmin.at(lowest, codes, order)  # the smallest order of each key (NaN skipped)
+    lowest[np.isinf(lowest)] = 10**9
+    role = k["role"].to_numpy(dtype=object)
+    has = np.array([r is not None and r == r for r in role], dtype=bool)  # first non-missing role
+    first_role = np.full(n, None, dtype=object)
+    idx = np.flatnonzero(has)
+    kc, at = np.unique(codes[idx], return_index=True)
+    first_role[kc] = role[idx[at]]
+    rank = np.array([ROLE_RANK.get(r, 9) if r is not None else 9 for r in first_role], float)
+    lexical = pd.factorize(np.asarray(names, dtype=object), sort=True)[0]
+    return [names[i] for i in np.lexsort((lexical, rank, lowest))]
 
 
 def range_rows(layers: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
@@ -336,26 +354,35 @@ def summary(layers: pd.DataFrame, variants: Sequence[str]) -> list[dict]:
         codes of quantized tensors + FP32 bytes of those left in float; parameters not counted).
     """
     k = _keyed(layers)
+    var = k["variant"].to_numpy(dtype=object)
+    names = pd.factorize(k["fp32_name"])[0]
+    quant = (k["status"] == "quantized").to_numpy(bool)
+    fbytes = np.nan_to_num(pd.to_numeric(k["fp32_bytes"], errors="coerce").to_numpy(float))
+    qbytes = np.nan_to_num(pd.to_numeric(k["quant_bytes"], errors="coerce").to_numpy(float))
+    sqnr = pd.to_numeric(k["sqnr_db"], errors="coerce").to_numpy(float)
+    key_of = k["fp32_name"].to_numpy(dtype=object)
     out = []
     for v in variants:
-        rows = k[k["variant"] == v]
-        per = rows.drop_duplicates("fp32_name")
-        qmask = rows["status"] == "quantized"
-        qnames = set(rows.loc[qmask, "fp32_name"])
-        total_bytes = _bytes(per["fp32_bytes"])
-        qbytes_fp32 = _bytes(per.loc[per["fp32_name"].isin(qnames), "fp32_bytes"])
-        q = rows[qmask]
-        s = pd.to_numeric(q["sqnr_db"], errors="coerce")
-        worst = q.loc[s.idxmin()] if s.notna().any() else None
+        rows = np.flatnonzero(var == v)
+        _, first = np.unique(names[rows], return_index=True)
+        per = rows[first]  # first row of each key
+        qrows = rows[quant[rows]]
+        is_q = np.isin(names[per], names[qrows])
+        total_bytes = int(fbytes[per].sum())
+        qbytes_fp32 = int(fbytes[per][is_q].sum())
+        s = sqnr[qrows]
+        ok = ~np.isnan(s)
+        worst = qrows[int(np.nanargmin(s))] if ok.any() else None  # first of the lowest, as idxmin
+        nq = int(is_q.sum())
         out.append({
-            "variant": v, "tensors": int(len(per)), "quantized": len(qnames),
-            "coverage": len(qnames) / len(per) if len(per) else math.nan,
+            "variant": v, "tensors": int(len(per)), "quantized": nq,
+            "coverage": nq / len(per) if len(per) else math.nan,
             "coverage_bytes": qbytes_fp32 / total_bytes if total_bytes else math.nan,
-            "median_sqnr_db": float(np.median(s.dropna())) if s.notna().any() else math.nan,
-            "worst_layer": None if worst is None else worst["fp32_name"],
-            "worst_sqnr_db": math.nan if worst is None else float(worst["sqnr_db"]),
+            "median_sqnr_db": float(np.median(s[ok])) if ok.any() else math.nan,
+            "worst_layer": None if worst is None else key_of[worst],
+            "worst_sqnr_db": math.nan if worst is None else float(sqnr[worst]),
             "fp32_bytes": total_bytes,
-            "variant_bytes": _bytes(q["quant_bytes"]) + _bytes(per.loc[~per["fp32_name"].isin(qnames), "fp32_bytes"]),
+            "variant_bytes": int(qbytes[qrows].sum()) + int(fbytes[per][~is_q].sum()),
         })
     return out
 
@@ -434,10 +461,11 @@ def next_steps(layers: pd.DataFrame, n: int = 5, low_sqnr_db: float = LOW_SQNR_D
         Columns ``variant, fp32_name, layer, role, sqnr_db, why, suggestions`` (``why``: the
         ``diagnostics`` text or "low SQNR"; ``suggestions``: list of str). At most ``n`` rows.
     """
-    q = layers[(layers["status"] == "quantized")]
-    s = pd.to_numeric(q["sqnr_db"], errors="coerce")
-    diag = q["diagnostics"].fillna("").astype(str)
-    bad = q[(s < low_sqnr_db).fillna(False) | (diag != "")]
+    q = layers[(layers["status"] == "quantized").to_numpy(bool)]
+    s = pd.to_numeric(q["sqnr_db"], errors="coerce").to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        low = s < low_sqnr_db
+    bad = q[low | _per_value(q["diagnostics"], lambda d: str(d) != "")]
     bad = bad.assign(_s=pd.to_numeric(bad["sqnr_db"], errors="coerce").fillna(-math.inf))
     bad = bad.sort_values(["_s", "variant", "fp32_name"], kind="stable").head(n)
     rows = []
@@ -600,8 +628,8 @@ def channel_rows(channels: pd.DataFrame, key: str | None, variants: Sequence[str
 
 def filter_options(layers: pd.DataFrame) -> dict[str, list[str]]:
     """Values offered by the filters: ``ops`` (FP32 consumer op types), ``roles``."""
-    ops = sorted({o for s in layers["consumer_ops"].dropna() for o in _split_ops(s)})
-    roles = sorted(set(layers["role"].dropna().astype(str)), key=lambda r: (ROLE_RANK.get(r, 9), r))
+    ops = sorted({o for s in pd.unique(layers["consumer_ops"].dropna()) for o in _split_ops(s)})
+    roles = sorted({str(r) for r in pd.unique(layers["role"].dropna())}, key=lambda r: (ROLE_RANK.get(r, 9), r))
     return {"ops": ops, "roles": roles}
 
 

@@ -23,10 +23,13 @@ def shown_variants(a, filters) -> list[str]:
     return [v for v in a.variants if not wanted or v in wanted]
 
 
-def filtered_layers(a, filters, *, only=None, sqnr=True):
-    """``a.layers`` through the page filters (and a box selection when ``only`` is given)."""
+def filtered_layers(a, filters, *, only=None, sqnr=True, key=None):
+    """``a.layers`` through the page filters (and a box selection when ``only`` is given);
+    with ``key``, only that layer's rows (looked up through ``a.index``, then filtered: every
+    filter is per row, so this equals filtering everything and then taking the key)."""
     f = filters or {}
-    return views.filter_layers(a.layers, ops=f.get("ops") or (), roles=f.get("roles") or (),
+    rows = a.layers if key is None else views.layer_rows(a.layers, key, index=a.index)
+    return views.filter_layers(rows, ops=f.get("ops") or (), roles=f.get("roles") or (),
                                variants=shown_variants(a, f), search=f.get("search") or "",
                                sqnr_below=f.get("sqnr_below") if sqnr else None, only=only)
 

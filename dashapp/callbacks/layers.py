@@ -44,7 +44,7 @@ def register(app, results) -> dict:
         key = (selection or {}).get("layer")
         if a is None or not key:
             return None
-        return c.callout(views.callouts(filtered_layers(a, filters, sqnr=False), key), key)
+        return c.callout(views.callouts(filtered_layers(a, filters, sqnr=False, key=key), key), key)
 
     return {
         "update_layer_table": update_layer_table,
