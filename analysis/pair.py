@@ -216,6 +216,15 @@ def _float_row(tab: _Tables, fw: FloatWeight, variant: ModelGraph, vweights: dic
     tab.rows.append(row)
 
 
+def _unreadable_row(tab: _Tables, fw: FloatWeight, qt: QuantTensor, stats: dict, why: str) -> None:
+    """A weight matched to a quantized tensor that could not be measured: shown, with why
+    (the same message is in ``problems``), never dropped from the tables."""
+    row = _base_row(tab.label, fw, qt)
+    row.update(stats)
+    row.update(status="unreadable", match_method="none", reason=why)
+    tab.rows.append(row)
+
+
 def _fp32_range(w: np.ndarray | None) -> tuple[dict, Grid]:
     """FP32 finite range and NaN/Inf count (NumPy's SIMD min/max; a mask only if needed)."""
     if w is None:
@@ -269,25 +278,30 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
     def one_weight(fw: FloatWeight) -> tuple[_Tables, list]:
         """Rows of one FP32 weight: read it once, measure every tensor matched to it."""
         part, probs = _Tables(label), []
+        fp_err = None
         try:
             w = np.asarray(fp32.array(fw.name), np.float32)
         except QuantLensError as e:
             probs.append(f"FP32 weight '{fw.name}': {e}")
-            w = None
+            w, fp_err = None, str(e)
         stats, grid = _fp32_range(w)
         ms = by_fp32.get(fw.name, [])
         if not ms:
             _float_row(part, fw, variant, vweights, stats)
+            if fp_err:
+                part.rows[-1]["reason"] += f" (and the FP32 weight could not be read: {fp_err})"
         fp_hist = np.zeros(HIST_SIZE, np.int64)
         fp_done = w is None
         for m in ms:
             if w is None:
+                _unreadable_row(part, fw, m.qt, stats, f"the FP32 weight could not be read: {fp_err}")
                 continue
             try:
                 fp_done |= _quant_row(part, variant, fw, m, w, grid, stats,
                                       None if fp_done else fp_hist)
             except QuantLensError as e:
                 probs.append(f"'{m.qt.name}': {e}")
+                _unreadable_row(part, fw, m.qt, stats, f"the quantized tensor could not be read: {e}")
         if not fp_done:
             fp32_hist(np.ascontiguousarray(w, np.float32).reshape(-1), grid.origin, grid.inv, fp_hist)
         if w is not None:

@@ -7,7 +7,7 @@ these columns, so a rename breaks loudly.
 __all__ = ["LAYER_COLUMNS", "CHANNEL_COLUMNS", "HISTOGRAM_COLUMNS", "STATUSES"]
 
 #: ``status`` values: a quantized tensor, or why a weight has no parameters.
-STATUSES = ("quantized", "left_in_float", "op_not_quantized", "not_matched", "unmatched_quant")
+STATUSES = ("quantized", "left_in_float", "op_not_quantized", "not_matched", "unmatched_quant", "unreadable")
 
 LAYER_COLUMNS = [
     "variant", "layer", "order", "fp32_name", "quant_tensor", "status", "reason", "match_method",

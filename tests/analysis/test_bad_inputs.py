@@ -601,6 +601,11 @@ def test_raw_data_shorter_than_dims_is_a_per_tensor_problem(tmp_path, rng, senti
     a = no_warnings(lambda: analyze(fp, [v]))
     assert problems_of(a) == ["'w1_quantized': tensor 'w1_quantized': raw_data has 5 bytes, (4, 3) needs 12"]
     assert row(a, "w2")["status"] == "quantized"
+    r1 = row(a, "w1")  # shown, not dropped: FP32 range kept, no metrics, the reason says why
+    assert r1["status"] == "unreadable" and r1["quant_tensor"] == "w1_quantized"
+    assert r1["reason"] == "the quantized tensor could not be read: tensor 'w1_quantized': raw_data has 5 bytes, (4, 3) needs 12"
+    assert r1["fp32_min"] == float(w["w1"].min()) and r1["fp32_max"] == float(w["w1"].max())
+    assert pd.isna(r1["sqnr_db"]) and pd.isna(r1["mse"])
     assert_cli_partial(fp, v, tmp_path / "out", problems_of(a))
 
     f = fp32_model(w)  # the same on the FP32 side
@@ -609,6 +614,8 @@ def test_raw_data_shorter_than_dims_is_a_per_tensor_problem(tmp_path, rng, senti
     b = no_warnings(lambda: analyze(fp_bad, [write(qdq_model(w), tmp_path / "ok.onnx")]))
     assert problems_of(b) == ["FP32 weight 'w1': tensor 'w1': raw_data has 7 bytes, (4, 3) needs 48"]
     assert row(b, "w2")["status"] == "quantized"
+    assert row(b, "w1")["status"] == "unreadable"
+    assert row(b, "w1")["reason"] == "the FP32 weight could not be read: tensor 'w1': raw_data has 7 bytes, (4, 3) needs 48"
     sentinel.check()
 
 
@@ -722,8 +729,9 @@ def test_long_html_and_control_character_names_kept_verbatim(tmp_path, rng, sent
     t.raw_data = t.raw_data[:1]  # makes a problem line that carries the name with a newline
     v = write(q, tmp_path / "int8.onnx")
     a = no_warnings(lambda: analyze(fp, [v]))
-    # the newline-named weight's codes cannot be read: it is in problems, not in the tables
-    assert set(a.layers["fp32_name"]) == {long_name, html}
+    # the newline-named weight's codes cannot be read: in problems, and its row says so
+    assert set(a.layers["fp32_name"]) == {long_name, html, newline}
+    assert row(a, newline)["status"] == "unreadable"
     assert f"{long_name}_quantized" in set(a.layers["quant_tensor"])
     assert {long_name, html} <= set(a.histograms["fp32_name"])
     assert row(a, html)["status"] == "quantized" and row(a, long_name)["status"] == "quantized"
@@ -732,7 +740,7 @@ def test_long_html_and_control_character_names_kept_verbatim(tmp_path, rng, sent
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 0 and len(lines) == 1 and "evil\\nname\\x1b[31m" in lines[0]
     layers = pd.read_csv(tmp_path / "out" / "layers.csv", keep_default_na=False)
-    assert set(layers["fp32_name"]) == {long_name, html}
+    assert set(layers["fp32_name"]) == {long_name, html, newline}
     # no fixed-width copies of a long name per histogram row: the cache entry stays small
     entries = sorted((cache_dir() / "entries").glob("*.npz"), key=lambda p: p.stat().st_mtime)
     assert entries[-1].stat().st_size < 1_000_000

@@ -209,7 +209,7 @@ def _run_pair(fp32: bytes, variant: bytes, cache: bool, record: bool = True) -> 
         if a is not None:
             assert all(isinstance(p, str) for p in a.problems["variant"])
             assert set(a.layers["status"].dropna()) <= {"quantized", "left_in_float", "op_not_quantized",
-                                                        "not_matched", "unmatched_quant"}
+                                                        "not_matched", "unmatched_quant", "unreadable"}
 
 
 # ------------------------------------------------------------------ 1. mutated bytes
