@@ -45,10 +45,17 @@ def _cmd_analyze(args) -> int:
     print(_worst_table(a.layers))
     if args.fail_under_sqnr is not None:
         bad = q[q["sqnr_db"].fillna(-math.inf) < args.fail_under_sqnr]
+        # a gate must not pass a weight it could not measure
+        unread = a.layers[a.layers["status"] == "unreadable"]
         if len(bad):
             print(f"FAIL: {len(bad)} weight(s) below {args.fail_under_sqnr} dB SQNR:", file=sys.stderr)
             for r in bad.itertuples():
                 print(_one_line(f"  {r.variant}: {r.fp32_name} ({r.sqnr_db:.2f} dB)"), file=sys.stderr)
+        if len(unread):
+            print(f"FAIL: {len(unread)} weight(s) could not be measured:", file=sys.stderr)
+            for r in unread.itertuples():
+                print(_one_line(f"  {r.variant}: {r.fp32_name} ({r.reason})"), file=sys.stderr)
+        if len(bad) or len(unread):
             return 3
     return 0
 
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("variants", nargs="+", metavar="QUANT", help="quantized variant(s)")
     a.add_argument("--out", required=True, help="folder for layers.csv, channels.csv, histograms.csv")
     a.add_argument("--fail-under-sqnr", type=float, metavar="DB",
-                   help="exit 3 and name the weights whose SQNR is below DB")
+                   help="exit 3 and name the weights whose SQNR is below DB (or that could not be measured)")
     a.add_argument("--no-cache", action="store_true", help="recompute, ignore QUANTLENS_CACHE_DIR")
     s = sub.add_parser("serve", help="run the dashboard locally (development server)")
     s.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))

@@ -57,3 +57,22 @@ def test_bad_input_one_line_no_traceback(sample_models, tmp_path, content, expec
 def test_missing_file(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "nope.onnx"), str(tmp_path / "q.onnx"), "--out", str(tmp_path)]) == 2
     assert "nope.onnx" in capsys.readouterr().err
+
+
+def test_fail_under_sqnr_fails_on_a_weight_it_could_not_measure(sample_models, tmp_path, capsys):
+    """A corrupted quantized tensor must not let the gate pass: exit 3, the weight named."""
+    import onnx
+    fp32, variants = sample_models
+    m = onnx.load(str(variants[0]))
+    (t,) = [t for t in m.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4][:1]
+    t.raw_data = t.raw_data[:3]  # shorter than its dims
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(m.SerializeToString())
+    assert main(["analyze", str(fp32), str(bad), "--out", str(tmp_path / "o1"), "--no-cache"]) == 0  # no gate: a warning
+    capsys.readouterr()
+    assert main(["analyze", str(fp32), str(bad), "--out", str(tmp_path / "o2"), "--no-cache",
+                 "--fail-under-sqnr", "-1000"]) == 3
+    err = capsys.readouterr().err
+    assert "could not be measured" in err and "raw_data has 3 bytes" in err
+    layers = pd.read_csv(tmp_path / "o2" / "layers.csv")
+    assert (layers.status == "unreadable").sum() == 1
