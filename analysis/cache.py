@@ -13,6 +13,8 @@
   codes, -1 for missing), so a read builds pandas ``Categorical`` columns (or the
   original string dtype) without a Python loop over rows.
 * A per-key lock file makes concurrent workers compute an entry once.
+* The entries folder is bounded (``QUANTLENS_CACHE_MAX_BYTES``): least recently
+  used entries go first.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .errors import QuantLensError
 from .tensors import external_data_path
 
 __all__ = ["cache_dir", "content_hash", "entry_key", "load_entry", "store_entry", "key_lock",
-           "roundtrip", "ANALYSIS_VERSION"]
+           "roundtrip", "trim", "max_bytes", "ANALYSIS_VERSION", "DEFAULT_MAX_BYTES"]
 
 #: Bump when the tables' meaning changes: old entries are then ignored.
 ANALYSIS_VERSION = "3"
@@ -245,8 +247,57 @@ def store_entry(key: str, frames: dict[str, pd.DataFrame], extra: dict,
     arrays = _encode_frames(frames, extra)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write(cache_dir() / "entries" / f"{key}.npz", buf.getvalue())
+    path = cache_dir() / "entries" / f"{key}.npz"
+    _atomic_write(path, buf.getvalue())
+    trim(keep=path)
     return _decode_frames(arrays, categorical)[0]
+
+
+#: Default bound of the entries folder (``QUANTLENS_CACHE_MAX_BYTES``).
+DEFAULT_MAX_BYTES = 4 << 30
+
+
+def max_bytes() -> int:
+    """``$QUANTLENS_CACHE_MAX_BYTES`` (bytes; 0 = unbounded), default :data:`DEFAULT_MAX_BYTES`."""
+    try:
+        n = int(os.environ.get("QUANTLENS_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_BYTES
+    return max(n, 0)
+
+
+def trim(keep: Path | None = None, limit: int | None = None) -> int:
+    """Delete the least recently used entries until the folder holds at most ``limit``
+    bytes (default :func:`max_bytes`); ``keep`` (the entry just written) always stays.
+
+    A hosted server analyses every upload: without a bound the cache would grow until
+    the disk is full.  Reads refresh an entry's mtime, so the models in use stay; a
+    reader that already opened an entry keeps reading it after the unlink (POSIX).
+    Returns the number of entries deleted."""
+    limit = max_bytes() if limit is None else limit
+    if limit <= 0:
+        return 0
+    entries = []
+    for p in (cache_dir() / "entries").glob("*.npz"):
+        try:
+            st = p.stat()
+        except OSError:  # deleted meanwhile by another worker
+            continue
+        entries.append((st.st_mtime, st.st_size, p))
+    total = sum(e[1] for e in entries)
+    gone = 0
+    for _, size, p in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if keep is not None and p == keep:
+            continue
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        total -= size
+        gone += 1
+    return gone
 
 
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -285,10 +336,17 @@ def load_entry(key: str, categorical: Sequence[str] = ()) -> tuple[dict[str, pd.
     if not p.exists():
         return None
     try:
-        return _decode_frames(_read_members(p), categorical)
+        out = _decode_frames(_read_members(p), categorical)
+    except FileNotFoundError:  # trimmed by another worker between the check and the read
+        return None
     except Exception:  # a torn or corrupted entry: drop it, the caller recomputes
         try:
             p.unlink()
         except OSError:
             pass
         return None
+    try:
+        os.utime(p)  # recently used: trimmed last
+    except OSError:
+        pass
+    return out

@@ -76,3 +76,38 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         cache._atomic_write(target, b"data")
     assert not target.exists() and not list(target.parent.glob(".tmp-*"))
+
+
+def _entry(key: str, rows: int) -> "os.stat_result":
+    import numpy as np
+    cache.store_entry(key, {"layers": pd.DataFrame({"x": np.arange(rows, dtype=np.float64)})}, {})
+    return (cache.cache_dir() / "entries" / f"{key}.npz").stat()
+
+
+def test_cache_folder_is_bounded_least_recently_used_first(monkeypatch):
+    """An upload-heavy server must not fill its disk: past QUANTLENS_CACHE_MAX_BYTES the
+    least recently used entries go; the one just written and the ones just read stay."""
+    monkeypatch.setenv("QUANTLENS_CACHE_MAX_BYTES", "0")  # unbounded while filling
+    sizes = {k: _entry(k, 20_000).st_size for k in ("a", "b", "c")}
+    now = os.stat(cache.cache_dir()).st_mtime
+    for i, k in enumerate(("a", "b", "c")):  # a oldest, c newest
+        p = cache.cache_dir() / "entries" / f"{k}.npz"
+        os.utime(p, (now - 100 + i, now - 100 + i))
+    assert cache.load_entry("a") is not None  # reading refreshes 'a'
+    limit = sizes["a"] + sizes["c"] + sizes["b"] // 2  # room for two of the three, plus change
+    monkeypatch.setenv("QUANTLENS_CACHE_MAX_BYTES", str(limit))
+    d = _entry("d", 100)  # a small write triggers the trim
+    left = {p.stem for p in (cache.cache_dir() / "entries").glob("*.npz")}
+    assert left == {"a", "c", "d"}, left  # 'b' was least recently used
+    assert sum(os.stat(cache.cache_dir() / "entries" / f"{k}.npz").st_size for k in left) <= limit
+    assert d.st_size > 0 and cache.load_entry("b") is None
+
+
+def test_entry_bigger_than_the_bound_is_still_kept(monkeypatch):
+    monkeypatch.setenv("QUANTLENS_CACHE_MAX_BYTES", "1000")
+    _entry("small", 10)
+    _entry("big", 50_000)  # > 1000 bytes alone: stays (it is what the user is looking at)
+    left = {p.stem for p in (cache.cache_dir() / "entries").glob("*.npz")}
+    assert left == {"big"}
+    frames, _ = cache.load_entry("big")
+    assert len(frames["layers"]) == 50_000
