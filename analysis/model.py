@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 from onnx import NodeProto, TensorProto
 
 from .errors import ModelLoadError, TensorReadError, UnsafeModelError
-from .tensors import external_data_path, prefetch, tensor_shape, tensor_to_array
+from .tensors import external_data_path, tensor_shape, tensor_to_array
 
 __all__ = ["ModelGraph", "load_model", "parse_model_bytes", "node_attr", "int_attr"]
 
@@ -123,12 +123,6 @@ class ModelGraph:
     def array(self, name: str) -> np.ndarray:
         """Decode constant ``name`` (see :func:`analysis.tensors.tensor_to_array`)."""
         return tensor_to_array(self._const(name), self.base_dir, self.ext_memo)
-
-    def prefetch(self, name: str) -> int:
-        """Start reading constant ``name``'s external bytes in the background (a hint;
-        see :func:`analysis.tensors.prefetch`).  Returns the bytes asked for."""
-        t = self.constants.get(name)
-        return 0 if t is None else prefetch(t, self.base_dir, self.ext_memo)
 
     def dtype(self, name: str) -> int:
         """ONNX element type of constant ``name``."""

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import onnx
 import pandas as pd
 
 from .diagnostics import diagnose
@@ -322,78 +320,15 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
         with np.errstate(all="ignore"):  # per thread: invalid parameters are columns, not warnings
             return job[0](job[1])
 
-    reads = [[(fp32, job[1].name)] + [(variant, m.qt.name) for m in by_fp32.get(job[1].name, [])]
-             if job[0] is one_weight else [(variant, job[1].qt.name)] for job in jobs]
-    ahead = _Prefetcher(reads)
-
-    def run_at(i):
-        ahead.started(i)
-        return run(jobs[i])
-
     # The kernels release the GIL: tensors are measured on several cores, results kept in order.
-    try:
-        with ThreadPoolExecutor(max_workers=_threads()) as pool:
-            for done, (part, probs) in enumerate(pool.map(run_at, range(len(jobs))), 1):
-                tab.merge(part)
-                problems.extend(probs)
-                if progress:
-                    progress(done, total)
-    finally:
-        ahead.stop()
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        for done, (part, probs) in enumerate(pool.map(run, jobs), 1):
+            tab.merge(part)
+            problems.extend(probs)
+            if progress:
+                progress(done, total)
     layers, channels, hist = tab.frames()
     return PairResult(layers, channels, hist, problems)
-
-
-class _Prefetcher:
-    """Reads ahead of the workers: while they measure tensor ``i``, the kernel already
-    reads the external bytes of the next ones (``posix_fadvise(WILLNEED)``), so a cold
-    analysis overlaps disk and CPU instead of faulting pages in one at a time.
-
-    At most :data:`LOOKAHEAD_BYTES` are asked for beyond the tensors already started:
-    page cache, not process memory, but a bounded amount of it."""
-
-    def __init__(self, reads: list[list[tuple[ModelGraph, str]]]):
-        self._reads = reads
-        self._cond = threading.Condition()
-        self._started = -1
-        self._done = False
-        self._thread = None
-        if any(g.base_dir is not None and any(t.data_location == onnx.TensorProto.EXTERNAL
-                                               for t in g.constants.values())
-               for g in {id(g): g for r in reads for g, _ in r}.values()):
-            self._thread = threading.Thread(target=self._run, name="quantlens-prefetch", daemon=True)
-            self._thread.start()
-
-    def started(self, i: int) -> None:
-        """Job ``i`` has begun: the read-ahead window moves on."""
-        if self._thread is None:
-            return
-        with self._cond:
-            if i > self._started:
-                self._started = i
-                self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._done = True
-            self._cond.notify()
-
-    def _run(self) -> None:
-        asked = [0] * len(self._reads)  # bytes asked for job k
-        for k, reads in enumerate(self._reads):
-            with self._cond:
-                # wait while the jobs between the last started one and k already hold the window
-                while not self._done and k > self._started + 1 and \
-                        sum(asked[max(self._started, 0):k]) >= LOOKAHEAD_BYTES:
-                    self._cond.wait(0.5)
-                if self._done:
-                    return
-            for graph, name in reads:
-                asked[k] += graph.prefetch(name)
-
-
-#: Bytes of external data asked for ahead of the tensors being measured.
-LOOKAHEAD_BYTES = 256 << 20
 
 
 def _threads() -> int:

@@ -18,7 +18,7 @@ import ml_dtypes
 import numpy as np
 from onnx import TensorProto
 
-from .errors import QuantLensError, TensorReadError, UnsafeModelError
+from .errors import TensorReadError, UnsafeModelError
 
 __all__ = [
     "DTYPE_NAMES",
@@ -31,7 +31,6 @@ __all__ = [
     "tensor_shape",
     "tensor_to_array",
     "external_data_path",
-    "prefetch",
     "unpack_4bit",
 ]
 
@@ -304,32 +303,6 @@ def tensor_to_array(t: TensorProto, base_dir: Path | None = None, memo: dict | N
     if four:
         return unpack_4bit(flat, n, signed=dt == TensorProto.INT4).reshape(shape)
     return flat.reshape(shape)
-
-
-def prefetch(t: TensorProto, base_dir: Path | None, memo: dict | None = None) -> int:
-    """Ask the kernel to start reading ``t``'s external bytes now (``POSIX_FADV_WILLNEED``).
-
-    Returns the bytes asked for (0 for inline tensors, or where the platform has no
-    ``posix_fadvise``).  Only a hint: the path goes through the same checks as
-    :func:`tensor_to_array`; any error is left for the real read to report.
-    """
-    if t.data_location != TensorProto.EXTERNAL or base_dir is None or not hasattr(os, "posix_fadvise"):
-        return 0
-    try:
-        n = math.prod(tensor_shape(t))
-        need = _raw_bytes_needed(t.data_type, n) if (t.data_type in _NP or t.data_type in _FOUR_BIT) else 0
-        path, offset, length = external_data_path(t, base_dir, need, memo)
-        span = length if length is not None else need
-        if span <= 0:
-            return 0
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        try:
-            os.posix_fadvise(fd, offset, span, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
-        return span
-    except (QuantLensError, OSError, ValueError):
-        return 0
 
 
 def _typed_field(t: TensorProto, dt: int, store: np.dtype) -> np.ndarray:
