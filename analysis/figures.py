@@ -65,9 +65,6 @@ def _esc(values) -> list[str]:
     return [_txt(v) for v in values]
 
 
-def _positions(keys: pd.Series, pos: dict) -> np.ndarray:
-    return np.fromiter((pos[k] for k in keys.tolist()), dtype=np.int64, count=len(keys))
-
 
 def _typed(values, dtype="f8") -> dict | list:
     """A plotly.js typed array (``{"dtype", "bdata"}``) of ``values`` as ``dtype``."""
@@ -165,13 +162,38 @@ def _mag_range(layers: pd.DataFrame, variants: Sequence[str]) -> tuple[float, fl
     return (lo - 0.5, hi + 0.5) if hi - lo < 1e-9 else (lo, hi)
 
 
-def _row_mags(rr: pd.DataFrame) -> np.ndarray:
-    return np.log10(np.maximum(rr["absmax"].to_numpy(float), 1e-12))
+def _mags(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.log10(np.maximum(np.fmax(np.abs(lo), np.abs(hi)), 1e-12))
+
+
+def _first_rows(layers: pd.DataFrame, keys: Sequence[str], variants: Sequence[str], *,
+                 quantized_only: bool = False) -> tuple[pd.DataFrame, list[int], dict[str, list[int]]]:
+    """Rows of ``keys`` in ``layers``, and the positions (in those rows) of the first row of
+    each key overall and per variant, in ``keys`` order: what :func:`views.range_rows` and
+    :func:`views.sqnr_rows` take (first row per key / per (variant, key)), without pandas
+    grouping (a page of the range chart is a few hundred rows)."""
+    wanted = set(keys)
+    sub = layers[layers["fp32_name"].isin(wanted)] if len(wanted) < len(layers) else layers
+    if quantized_only:
+        sub = sub[(sub["status"] == "quantized").to_numpy(bool)]
+    names, var = sub["fp32_name"].tolist(), sub["variant"].tolist()
+    ref: dict = {}
+    per: dict = {v: {} for v in variants}
+    for i, (k, v) in enumerate(zip(names, var)):
+        if k not in ref:
+            ref[k] = i
+        d = per.get(v)
+        if d is not None and k not in d:
+            d[k] = i
+    return (sub, [ref[k] for k in keys if k in ref],
+            {v: [d[k] for k in keys if k in d] for v, d in per.items()})
+
+
 
 
 def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected: str | None = None,
                       highlighted: Sequence[str] | None = None, uirevision=None, page: int | None = 0,
-                      page_size: int = RANGE_PAGE) -> dict:
+                      page_size: int = RANGE_PAGE, keys: Sequence[str] | None = None) -> dict:
     """Per-layer [min, max] of the weights: FP32 beside each variant, one row per layer, paged.
 
     One column of horizontal floating bars per model (FP32 first), layers top to bottom
@@ -198,6 +220,8 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
         Page of ``page_size`` layers to draw (clamped); ``None``: the page of ``selected``.
     page_size : int
         Layers per page.
+    keys : sequence of str, optional
+        ``views.layer_keys(layers)`` when the caller has it already.
 
     Returns
     -------
@@ -205,7 +229,7 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
         Figure spec; ``customdata`` of every bar is its escaped layer key; ``layout.meta``
         is :func:`range_page` of the drawn page.
     """
-    keys = views.layer_keys(layers)
+    keys = list(keys) if keys is not None else views.layer_keys(layers)
     if not keys:
         return empty_figure("No layers match the filters.")
     if page is None:
@@ -214,8 +238,10 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
     page_keys = keys[pg["first"] - 1:pg["last"]]
     present = set(layers.loc[layers["fp32_name"].notna(), "variant"])
     models = [views.FP32_LABEL] + [v for v in variants if v in present]
-    on_page = layers[layers["fp32_name"].isin(page_keys)]
-    rr = views.range_rows(on_page, variants)
+    sub, ref_at, var_at = _first_rows(layers, page_keys, models[1:])
+    cols = {c: sub[c].to_numpy(float) for c in ("fp32_min", "fp32_max", "dq_min", "dq_max")}
+    names, nodes = np.asarray(sub["fp32_name"].tolist(), object), np.asarray(sub["layer"].tolist(), object)
+    status = np.asarray(sub["status"].tolist(), object)
     cmin, cmax = _mag_range(layers, variants)
     row = {k: i for i, k in enumerate(page_keys)}
     n = len(page_keys)
@@ -223,20 +249,25 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
     ticks = list(range(math.floor(cmin), math.ceil(cmax) + 1))
     data, layout_axes, titles = [], {}, []
     for col, model in enumerate(models, start=1):
-        d = rr[rr["model"] == model]
-        parts = ([("FP32", d)] if model == views.FP32_LABEL else
-                 [("quantized", d[d["quantized"]])]
-                 + [(str(s).replace("_", " "), g) for s, g in d[~d["quantized"]].groupby("status", sort=True)])
-        for label, part in parts:
-            if part.empty:
+        if model == views.FP32_LABEL:
+            at = np.asarray(ref_at, np.int64)
+            parts = [("FP32", at, cols["fp32_min"][at], cols["fp32_max"][at])]
+        else:
+            at = np.asarray(var_at[model], np.int64)
+            q = status[at] == "quantized"
+            parts = [("quantized", at[q], cols["dq_min"][at[q]], cols["dq_max"][at[q]])]
+            for st in sorted(set(status[at[~q]].tolist()), key=str):
+                m = at[status[at] == st]
+                parts.append((str(st).replace("_", " "), m, cols["fp32_min"][m], cols["fp32_max"][m]))
+        for label, idx, lo, hi in parts:
+            if not len(idx):
                 continue
-            lo, hi = part["lo"].to_numpy(float), part["hi"].to_numpy(float)
             float_bar = model != views.FP32_LABEL and label != "quantized"
             if float_bar:
                 marker = {"color": _FLOAT_COLOR, "pattern": {"shape": "/", "fgcolor": "#95a5a6", "size": 5},
                           "line": {"width": 0}}
             else:
-                marker = {"color": _typed(_row_mags(part), "f4"), "colorscale": _VIRIDIS, "cmin": cmin,
+                marker = {"color": _typed(_mags(lo, hi), "f4"), "colorscale": _VIRIDIS, "cmin": cmin,
                           "cmax": cmax, "showscale": False, "line": {"width": 0}}
                 if col == len(models) and not any(t["marker"].get("showscale") for t in data
                                                   if t["xaxis"] == f"x{_ax(col)}"):
@@ -246,8 +277,9 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
                         "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]})
             data.append({
                 "type": "bar", "orientation": "h", "name": _txt(f"{model} ({label})"),
-                "y": _index(_positions(part["fp32_name"], row)), "x": _typed(hi - lo), "base": _typed(lo),
-                "customdata": _esc(part["fp32_name"]), "hovertext": _esc(part["layer"].fillna("")),
+                "y": _index([row[k] for k in names[idx]]), "x": _typed(hi - lo), "base": _typed(lo),
+                "customdata": _esc(names[idx]), "hovertext": [_txt(x) if x == x and x is not None else ""
+                                                             for x in nodes[idx]],
                 "marker": marker, "unselected": {"marker": {"opacity": 0.25}}, "showlegend": False,
                 "xaxis": f"x{_ax(col)}", "yaxis": f"y{_ax(col)}",
                 "hovertemplate": "<b>%{customdata}</b><br>node %{hovertext}<br>%{fullData.name}: from "
@@ -275,13 +307,15 @@ def layer_range_chart(layers: pd.DataFrame, *, variants: Sequence[str], selected
 # ------------------------------------------------------------------------------ SQNR chart
 def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: float | None = None,
                selected: str | None = None, highlighted: Sequence[str] | None = None,
-               uirevision=None, colors: dict | None = None) -> dict:
+               uirevision=None, colors: dict | None = None, keys: Sequence[str] | None = None) -> dict:
     """Per-layer SQNR (dB) of each variant, layers in graph order on the x axis (all of them).
 
     ``x`` is the layer's position in graph order (``0..n-1``; names on the axis up to 60
     layers, in the hover always).  An infinite SQNR (exact grid) is drawn at the top of the
     chart with a triangle, in its own trace ``"<variant> (exact)"`` (legend group of the
-    variant).  ``threshold`` draws a dashed line.
+    variant).  ``threshold`` draws a dashed line.  ``keys``: ``views.layer_keys(layers)``
+    when the caller has it already.  Points are the rows :func:`analysis.views.sqnr_rows`
+    gives (each variant's first quantized row of each layer).
 
     Returns
     -------
@@ -289,29 +323,33 @@ def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: floa
         Figure spec: one scatter trace per variant (and one per variant with exact tensors);
         ``customdata`` is the escaped layer key of each point.
     """
-    sr = views.sqnr_rows(layers, variants)
-    if sr.empty:
+    all_keys = list(keys) if keys is not None else views.layer_keys(layers)
+    sub, _, var_at = _first_rows(layers, all_keys, variants, quantized_only=True)
+    if not any(var_at.values()):
         return empty_figure("No quantized tensors match the filters.", height=300)
-    present = set(sr["fp32_name"])  # built once: per key it made the chart O(keys x rows)
-    keys = [k for k in views.layer_keys(layers) if k in present]
+    names = np.asarray(sub["fp32_name"].tolist(), object)
+    sqnr = pd.to_numeric(sub["sqnr_db"], errors="coerce").to_numpy(float)
+    have = set(names[np.concatenate([np.asarray(a, np.int64) for a in var_at.values()])].tolist())
+    keys = [k for k in all_keys if k in have]
     pos = {k: i for i, k in enumerate(keys)}
     colors = colors or views.variant_colors(variants)
-    finite = sr.loc[np.isfinite(sr["sqnr_db"]), "sqnr_db"]
-    top = float(finite.max()) + 5 if not finite.empty else 100.0
+    every = np.concatenate([sqnr[np.asarray(a, np.int64)] for a in var_at.values()])
+    finite = every[np.isfinite(every)]
+    top = float(finite.max()) + 5 if finite.size else 100.0
     many = len(keys) > _MAX_TICK_LABELS
     data = []
     for v in variants:
-        d = sr[sr["variant"] == v]
-        if d.empty:
+        at = np.asarray(var_at.get(v) or [], np.int64)
+        if not at.size:
             continue
-        exact = d["exact"].to_numpy(bool)
+        exact = np.isposinf(sqnr[at])
         c = colors.get(v)
-        for part, is_exact in ((d[~exact], False), (d[exact], True)):
-            if part.empty:
+        for idx, is_exact in ((at[~exact], False), (at[exact], True)):
+            if not idx.size:
                 continue
-            y = np.full(len(part), top) if is_exact else part["sqnr_db"].to_numpy(float)
-            tr = {"type": "scatter", "x": _index(_positions(part["fp32_name"], pos)), "y": _typed(y, "f4"),
-                  "customdata": _esc(part["fp32_name"]), "name": _txt(v),
+            y = np.full(idx.size, top) if is_exact else sqnr[idx]
+            tr = {"type": "scatter", "x": _index([pos[k] for k in names[idx]]), "y": _typed(y, "f4"),
+                  "customdata": _esc(names[idx]), "name": _txt(v),
                   "unselected": {"marker": {"opacity": 0.3}}}
             if is_exact:
                 tr.update(name=_txt(f"{v} (exact)"), mode="markers", legendgroup=_txt(v), showlegend=False,

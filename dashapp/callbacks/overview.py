@@ -122,7 +122,7 @@ def register(app, results, memo: FigureMemo | None = None) -> dict:
         pg = figures.range_page(len(keys), want, size)
         variants = shown_variants(a, filters)
         base = memo.get(a, ("range", filters_key(filters), pg["page"], size), lambda: figures.layer_range_chart(
-            rows_of(a, filters), variants=variants, page=pg["page"], page_size=size,
+            rows_of(a, filters), variants=variants, page=pg["page"], page_size=size, keys=keys,
             uirevision=f"{store.get('ref')}:{pg['page']}"))
         if only_selection and pg["page"] == cur:
             if not base.get("data"):
@@ -143,7 +143,7 @@ def register(app, results, memo: FigureMemo | None = None) -> dict:
             return figures.empty_figure(_WAIT, height=340)
         base = memo.get(a, ("sqnr", filters_key(filters)), lambda: figures.sqnr_chart(
             rows_of(a, filters), variants=shown_variants(a, filters), threshold=(filters or {}).get("sqnr_below"),
-            uirevision=store.get("ref"), colors=views.variant_colors(a.variants)))
+            uirevision=store.get("ref"), colors=views.variant_colors(a.variants), keys=keys_of(a, filters)[0]))
         trig = fired()
         if trig and trig <= {_SEL}:
             return selection_patch(base, selection) if base.get("data") else no_update

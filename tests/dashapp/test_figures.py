@@ -273,3 +273,26 @@ def test_empty_states(tiny):
     assert "No quantized" in text(figures.sqnr_chart(none, variants=["good"]))
     assert "No histogram" in text(figures.value_histogram_chart(tiny.histograms, "nope", variants=["good"]))
     assert figures.shorten("a" * 50, 11) == "aaaaa\u2026aaaaa"
+
+
+def test_charts_draw_the_rows_views_define(tiny):
+    """The builders group rows themselves (fast at 2,000 layers): the same bars and points as
+    views.range_rows / views.sqnr_rows, on every variant including the unrelated one."""
+    variants = list(tiny.variants)
+    fig = figures.layer_range_chart(tiny.layers, variants=variants)
+    rr = views.range_rows(tiny.layers, variants)
+    got = {}
+    for t in fig["data"]:
+        model = t["name"].rsplit(" (", 1)[0]
+        for k, lo, w in zip(_keys(t), arr(t["base"]), arr(t["x"])):
+            got[(model, k)] = (lo, lo + w)
+    want = {(r.model, r.fp32_name): (r.lo, r.hi) for r in rr.itertuples()}
+    assert got.keys() == want.keys()
+    for k, (lo, hi) in want.items():
+        assert got[k][0] == lo and got[k][1] == pytest.approx(hi, abs=1e-12)
+    sq = figures.sqnr_chart(tiny.layers, variants=variants)
+    sr = views.sqnr_rows(tiny.layers, variants)
+    pts = {(t["name"], k): y for t in sq["data"] for k, y in zip(_keys(t), arr(t["y"]))}
+    assert pts.keys() == {(r.variant, r.fp32_name) for r in sr.itertuples()}
+    for r in sr.itertuples():
+        assert pts[(r.variant, r.fp32_name)] == pytest.approx(r.sqnr_db, rel=1e-6)
