@@ -46,6 +46,10 @@ import pytest
 from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
+from protobuf_bytes import field as _field
+from protobuf_bytes import varint as _varint
+from protobuf_bytes import nested_if_bytes
+
 from analysis import (LAYER_COLUMNS, ModelLoadError, QuantLensError, TensorReadError,
                       UnsafeModelError, analyze, load_model, parse_model_bytes)
 from analysis.cache import cache_dir
@@ -125,42 +129,6 @@ def _tensor(model: onnx.ModelProto, name: str) -> onnx.TensorProto:
     return next(t for t in model.graph.initializer if t.name == name)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(num: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (appending one merges it into the message)."""
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
-
-
-def nested_if_bytes(depth: int) -> bytes:
-    """A model whose main graph holds an ``If`` whose then-branch holds an ``If``... ``depth``
-    levels.  Written as raw bytes: the upb backend cannot even build the message in memory
-    beyond its nesting limit, so ``onnx.helper`` cannot make the deep case."""
-    leaf = helper.make_graph([helper.make_node("Constant", [], ["c"],
-                                               value=numpy_helper.from_array(np.array(1.0, np.float32), "cv"))],
-                             "leaf", [], [_vi("c")])
-    g = leaf.SerializeToString()
-    for i in range(depth):
-        then = onnx.AttributeProto(name="then_branch", type=onnx.AttributeProto.GRAPH).SerializeToString()
-        node = (helper.make_node("If", ["cond"], [f"o{i}"], name=f"if{i}").SerializeToString()
-                + _field(5, then + _field(6, g))
-                + _field(5, helper.make_attribute("else_branch", leaf).SerializeToString()))
-        g = (helper.make_graph([], f"g{i}", [_vi("cond", TP.BOOL)], [_vi(f"o{i}")]).SerializeToString()
-             + _field(1, node))
-    m = helper.make_model(helper.make_graph([], "x", [], []), opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    m.ClearField("graph")
-    return m.SerializeToString() + _field(7, g)
-
-
-# ------------------------------------------------------------------ checks
 def _entries() -> dict:
     d = cache_dir() / "entries"
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*"))} if d.exists() else {}

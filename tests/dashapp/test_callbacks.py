@@ -9,7 +9,7 @@ from dash._callback_context import context_value
 from dash._utils import AttributeDict
 
 from dashapp import ids
-from dashapp.callbacks import distributions, exports, jobs, layers, overview, selection, url
+from dashapp.callbacks import overview, register_all
 from dashapp.models import scan_models
 from dashapp.results import Results
 from dashapp.state import points_keys
@@ -38,12 +38,7 @@ def cbs(cat):
     results = Results(cat)
     app = Dash(__name__)
     manager = DiskcacheManager(diskcache.Cache(tempfile.mkdtemp()))
-    out = {}
-    out.update(url.register(app, results))
-    out.update(jobs.register(app, results, manager))
-    for mod in (selection, overview, layers, distributions, exports):
-        out.update(mod.register(app, results))
-    return out
+    return register_all(app, results, manager)
 
 
 def in_context(fn, *args, triggered=(), **kwargs):

@@ -317,7 +317,7 @@ def test_decode_checks_the_size_before_decoding():
 def test_upload_path_imports_no_onnxruntime_and_loads_no_path(tmp_path):
     code = f"""
 import sys
-sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests' / 'dashapp')!r}]
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests' / 'dashapp')!r}, {str(ROOT / 'tests')!r}]
 import onnx
 calls = []
 real = onnx.load

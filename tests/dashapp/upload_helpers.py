@@ -16,6 +16,8 @@ from onnx import helper, numpy_helper
 
 from benchmarks.load import dash_protocol as dp
 from tiny_models import _graph, make_weights, qdq_model
+from protobuf_bytes import field as _field  # noqa: F401 (re-exported for test_uploads)
+from protobuf_bytes import nested_if_bytes  # noqa: F401
 
 UPLOAD_REF = "upload-ref-upload.contents"
 UPLOAD_VARIANT = "upload-variant-upload.contents"
@@ -52,39 +54,6 @@ def no_nodes_bytes() -> bytes:
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m.SerializeToString()
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(num: int, payload: bytes) -> bytes:
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
-
-
-def nested_if_bytes(depth: int = 40) -> bytes:
-    """``If`` then-branches nested ``depth`` deep, written as raw protobuf (upb cannot
-    even build such a message in memory, so ``onnx.helper`` cannot make it)."""
-    vi = helper.make_tensor_value_info
-    leaf = helper.make_graph([helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(
-        np.array(1.0, np.float32), "cv"))], "leaf", [], [vi("c", TP.FLOAT, [])])
-    g = leaf.SerializeToString()
-    for i in range(depth):
-        then = onnx.AttributeProto(name="then_branch", type=onnx.AttributeProto.GRAPH).SerializeToString()
-        node = (helper.make_node("If", ["cond"], [f"o{i}"], name=f"if{i}").SerializeToString()
-                + _field(5, then + _field(6, g))
-                + _field(5, helper.make_attribute("else_branch", leaf).SerializeToString()))
-        g = (helper.make_graph([], f"g{i}", [vi("cond", TP.BOOL, [])], [vi(f"o{i}", TP.FLOAT, [])])
-             .SerializeToString() + _field(1, node))
-    m = helper.make_model(helper.make_graph([], "x", [], []), opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    m.ClearField("graph")
-    return m.SerializeToString() + _field(7, g)
 
 
 def png_bytes() -> bytes:
