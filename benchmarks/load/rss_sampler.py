@@ -58,23 +58,22 @@ def sample(master: int, out: str, interval: float = 0.25) -> None:
                        "sampled_s": time.time() - started}, f)
         os.replace(out + ".tmp", out)
 
+    def sample(pid, peaks):
+        """Peak RSS (VmHWM) into ``peaks``, CPU seconds into ``cpu``."""
+        h = _hwm_kib(pid)
+        if h:
+            peaks[pid] = max(peaks.get(pid, 0), h)
+        c = _cpu_seconds(pid)
+        if c is not None:
+            cpu[pid] = c
+
     last = 0.0
     while os.path.exists(f"/proc/{master}"):
         master_hwm[0] = max(master_hwm[0], _hwm_kib(master) or 0)
         for w in _children(master):
-            h = _hwm_kib(w)
-            if h:
-                workers[w] = max(workers.get(w, 0), h)
-            c = _cpu_seconds(w)
-            if c is not None:
-                cpu[w] = c
+            sample(w, workers)
             for j in _children(w):
-                hj = _hwm_kib(j)
-                if hj:
-                    jobs[j] = max(jobs.get(j, 0), hj)
-                cj = _cpu_seconds(j)
-                if cj is not None:
-                    cpu[j] = cj
+                sample(j, jobs)
         if time.time() - last > 2:
             dump()
             last = time.time()

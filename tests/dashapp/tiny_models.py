@@ -55,23 +55,23 @@ def _graph(weights: dict, rename: dict | None = None, extra_nodes=(), extra_init
     return m
 
 
+def _scales(scale, ndim: int, axis: int | None) -> np.ndarray:
+    """``scale`` as float32, shaped to broadcast along ``axis`` (per channel) or as is."""
+    s = np.asarray(scale, np.float32)
+    if axis is None:
+        return s
+    shape = [1] * ndim
+    shape[axis] = -1
+    return s.reshape(shape)
+
+
 def quantize(w: np.ndarray, scale, axis: int | None = None) -> np.ndarray:
     """Symmetric int8 codes: round(w / scale) clipped to [-128, 127] (per channel along ``axis``)."""
-    s = np.asarray(scale, np.float32)
-    if axis is not None:
-        shape = [1] * w.ndim
-        shape[axis] = -1
-        s = s.reshape(shape)
-    return np.clip(np.round(w / s), -128, 127).astype(np.int8)
+    return np.clip(np.round(w / _scales(scale, w.ndim, axis)), -128, 127).astype(np.int8)
 
 
 def dequantize(q: np.ndarray, scale, axis: int | None = None) -> np.ndarray:
-    s = np.asarray(scale, np.float32)
-    if axis is not None:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        s = s.reshape(shape)
-    return (q.astype(np.float32) * s).astype(np.float32)
+    return (q.astype(np.float32) * _scales(scale, q.ndim, axis)).astype(np.float32)
 
 
 def qdq_model(weights: dict, params: dict) -> onnx.ModelProto:
