@@ -374,7 +374,8 @@ def sqnr_chart(layers: pd.DataFrame, *, variants: Sequence[str], threshold: floa
         annotations.append({"text": f"{threshold:g} dB", "xref": "x domain", "x": 0, "yref": "y", "y": threshold,
                             "xanchor": "left", "yanchor": "bottom", "showarrow": False})
     fig = {"data": data, "layout": _layout(
-        380 if many else 340, uirevision, margin={"l": 60, "r": 10, "t": 80, "b": 10}, dragmode="select",
+        380 if many else 340, uirevision, margin={"l": 60, "r": 10, "t": 80, "b": 40 if many else 10},
+        dragmode="select",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "font": {"size": 11}},
         xaxis=xa, yaxis={"title": {"text": "SQNR (dB)"}, "rangemode": "tozero"}, shapes=shapes,
         annotations=annotations)}
