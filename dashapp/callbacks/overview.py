@@ -55,9 +55,10 @@ def selection_patch(fig: dict, selection) -> Patch:
 def register(app, results, memo: FigureMemo | None = None) -> dict:
     """Attach this module's callbacks to ``app``; returns them by name (tests call them directly)."""
     memo = memo or FigureMemo()
+    rows_memo = FigureMemo(per_analysis=1)   # a filtered layers table is ~15 MB at 2,000 layers: keep one
 
     def rows_of(a, filters):
-        return memo.get(a, ("rows", filters_key(filters)), lambda: filtered_layers(a, filters))
+        return rows_memo.get(a, ("rows", filters_key(filters)), lambda: filtered_layers(a, filters))
 
     def keys_of(a, filters):
         def build():
