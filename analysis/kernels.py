@@ -616,65 +616,6 @@ def _fold(dst, c, src, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, fp_hist, dq_hist,
-                code_hist, ch_acc, do_fp):
-    """Column mode of :func:`fused_stats` for finite weights and scales (see above).
-
-    ``zp`` is float64 (exact integers), ``half`` float64.  Returns the ACC totals."""
-    d0, d1, d2 = w.shape
-    L = LANES
-    per_ch = ch_acc.shape[1] > 0
-    tot = np.empty((ACC, 1))
-    _acc_init(tot[:, 0])
-    S = np.empty(_NS * L)
-    Q = np.empty(_NQ * L, np.int32)
-    F = np.empty(_NF * L, np.float32)
-    levels = code_hist.size
-    sub_codes = levels <= 256
-    HD = np.zeros(4 * HIST_SIZE, np.int64)
-    HF = np.zeros(4 * HIST_SIZE, np.int64)
-    HC = np.zeros(4 * levels if sub_codes else 0, np.int64)
-    for i0 in range(d0):
-        p0 = (i0 // pblk[0]) * pstr[0]
-        for c0 in range(0, d2, L):
-            n = min(L, d2 - c0)
-            _lanes_reset(S, Q, n)
-            pcur = -1
-            for i1 in range(d1):
-                p1 = p0 + (i1 // pblk[1]) * pstr[1]
-                if p1 != pcur:
-                    if pcur >= 0:
-                        _segment_end(F, S, Q, n)
-                    for j in range(n):
-                        F[_FS * L + j] = scale[p1 + c0 + j]
-                        F[_FZ * L + j] = zp[p1 + c0 + j]
-                        S[_SH * L + j] = half[p1 + c0 + j]
-                    pcur = p1
-                qr = q[i0, i1, c0:c0 + n]
-                _lanes_col(w[i0, i1, c0:c0 + n], qr, F, S, Q, origin, inv)
-                _count4(Q[_BD * L:_BD * L + n], 0, HD, HIST_SIZE)
-                if do_fp:
-                    _count4(Q[_BW * L:_BW * L + n], 0, HF, HIST_SIZE)
-                if sub_codes:
-                    _count4(qr, -lo_code, HC, levels)
-                else:
-                    for j in range(n):
-                        code_hist[np.int64(qr[j]) - lo_code] += 1
-            _segment_end(F, S, Q, n)
-            for j in range(n):
-                if per_ch:
-                    _lanes_into(S, Q, j, d1, ch_acc, i0 * cstr[0] + c0 + j)
-                _lanes_into(S, Q, j, d1, tot, 0)
-    _merge4(HD, HIST_SIZE, dq_hist, 0)
-    if do_fp:
-        _merge4(HF, HIST_SIZE, fp_hist, 0)
-    if sub_codes:
-        _merge4(HC, levels, code_hist, 0)
-    tot[4, 0] = (tot[1, 0] + tot[3, 0] - tot[2, 0]) / 2  # wd, from ee = ww - 2 wd + dd
-    return tot[:, 0]
-
-
-@numba.njit(cache=True, nogil=True)
 def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, minmax, table, code_hist, origin,
               inv, do_fp, F, S, Q, HF, HD, HC, out, c):
     """One run sharing a scale, on lanes; folded into ``out[:, c]``.
@@ -764,4 +705,82 @@ def fast_runs(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, lev
     if do_fp:
         _merge4(HF, HIST_SIZE, fp_hist, 0)
     tot[4, 0] = (tot[1, 0] + tot[3, 0] - tot[2, 0]) / 2  # wd (the table path derives it too)
+    return tot[:, 0]
+
+
+@numba.njit(cache=True, nogil=True)
+def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, fp_hist, dq_hist,
+                code_hist, ch_acc, do_fp, rows):
+    """Column mode of :func:`fused_stats` for finite weights and scales (see above).
+
+    ``zp`` is float64 (exact integers), ``half`` float64.  The rows are walked ``rows``
+    at a time across every column tile, each tile keeping its lanes' state: with
+    ``rows`` >= the row count a tile sees all its rows at once; a small ``rows`` reads a
+    tall matrix a few rows at a time instead of one 128-column strip of every row (whose
+    row stride defeats the hardware prefetcher: 15-30 % faster at 4,096+ rows).
+    Returns the ACC totals."""
+    d0, d1, d2 = w.shape
+    L = LANES
+    per_ch = ch_acc.shape[1] > 0
+    nt = (d2 + L - 1) // L
+    tot = np.empty((ACC, 1))
+    _acc_init(tot[:, 0])
+    S_all = np.empty((nt, _NS * L))
+    Q_all = np.empty((nt, _NQ * L), np.int32)
+    F_all = np.empty((nt, _NF * L), np.float32)
+    pcur = np.empty(nt, np.int64)
+    levels = code_hist.size
+    sub_codes = levels <= 256
+    HD = np.zeros(4 * HIST_SIZE, np.int64)
+    HF = np.zeros(4 * HIST_SIZE, np.int64)
+    HC = np.zeros(4 * levels if sub_codes else 0, np.int64)
+    for i0 in range(d0):
+        p0 = (i0 // pblk[0]) * pstr[0]
+        for t in range(nt):
+            _lanes_reset(S_all[t], Q_all[t], min(L, d2 - t * L))
+            pcur[t] = -1
+        for r0 in range(0, d1, rows):
+            r1 = min(d1, r0 + rows)
+            for t in range(nt):
+                c0 = t * L
+                n = min(L, d2 - c0)
+                S = S_all[t]
+                Q = Q_all[t]
+                F = F_all[t]
+                for i1 in range(r0, r1):
+                    p1 = p0 + (i1 // pblk[1]) * pstr[1]
+                    if p1 != pcur[t]:
+                        if pcur[t] >= 0:
+                            _segment_end(F, S, Q, n)
+                        for j in range(n):
+                            F[_FS * L + j] = scale[p1 + c0 + j]
+                            F[_FZ * L + j] = zp[p1 + c0 + j]
+                            S[_SH * L + j] = half[p1 + c0 + j]
+                        pcur[t] = p1
+                    qr = q[i0, i1, c0:c0 + n]
+                    _lanes_col(w[i0, i1, c0:c0 + n], qr, F, S, Q, origin, inv)
+                    _count4(Q[_BD * L:_BD * L + n], 0, HD, HIST_SIZE)
+                    if do_fp:
+                        _count4(Q[_BW * L:_BW * L + n], 0, HF, HIST_SIZE)
+                    if sub_codes:
+                        _count4(qr, -lo_code, HC, levels)
+                    else:
+                        for j in range(n):
+                            code_hist[np.int64(qr[j]) - lo_code] += 1
+        for t in range(nt):
+            c0 = t * L
+            n = min(L, d2 - c0)
+            S = S_all[t]
+            Q = Q_all[t]
+            _segment_end(F_all[t], S, Q, n)
+            for j in range(n):
+                if per_ch:
+                    _lanes_into(S, Q, j, d1, ch_acc, i0 * cstr[0] + c0 + j)
+                _lanes_into(S, Q, j, d1, tot, 0)
+    _merge4(HD, HIST_SIZE, dq_hist, 0)
+    if do_fp:
+        _merge4(HF, HIST_SIZE, fp_hist, 0)
+    if sub_codes:
+        _merge4(HC, levels, code_hist, 0)
+    tot[4, 0] = (tot[1, 0] + tot[3, 0] - tot[2, 0]) / 2  # wd, from ee = ww - 2 wd + dd
     return tot[:, 0]

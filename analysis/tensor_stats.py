@@ -116,7 +116,9 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
         args = (w3, q3, scale, zp.astype(np.float64), half.astype(np.float64), pstr_a, pblk_a, cstr_a,
                 grid.origin, grid.inv, lo)
         if column_mode:
-            tot = fast_column(*args, fp_hist if do_fp else dq_hist, dq_hist, code_hist, ch_acc, do_fp)
+            rows = COLUMN_BLOCK_ROWS if vshape[1] >= COLUMN_BLOCK_MIN_ROWS else vshape[1]
+            tot = fast_column(*args, fp_hist if do_fp else dq_hist, dq_hist, code_hist, ch_acc, do_fp,
+                              max(rows, 1))
         else:
             tot = fast_runs(*args, levels, use_table, table, fp_hist if do_fp else dq_hist, dq_hist,
                             code_hist, ch_acc, do_fp)
@@ -183,6 +185,13 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
 #: Smaller tensors take the generic kernel: the lane kernels' fixed cost (scratch and
 #: sub-histograms) is ~7 us, more than they save below this many elements.
 FAST_MIN_SIZE = 1 << 14
+
+#: Column mode reads matrices of at least this many rows in blocks of
+#: ``COLUMN_BLOCK_ROWS`` rows (see :func:`analysis.kernels.fast_column`; measured on
+#: int8 per-channel [4096, 1024] and [8192, 2048]: 3.8-4.3 -> 3.3-3.4 ns per element;
+#: no gain at 1,024-2,048 rows).
+COLUMN_BLOCK_MIN_ROWS = 4096
+COLUMN_BLOCK_ROWS = 16
 
 
 def _fast_ok(check_finite: bool, column_mode: bool, vshape, pstr, pblk, scale: np.ndarray,

@@ -80,6 +80,19 @@ def test_fast_kernels_equal_numpy(rng, monkeypatch, layout, variant):
     assert bool(calls) == (variant != "nonfinite")  # NaN/Inf weights take the generic kernel
 
 
+@pytest.mark.parametrize("layout", [l for l in FAST_LAYOUTS if len(l[0]) >= 2],
+                         ids=lambda l: f"{l[0]}-{l[5]}-{l[2]}")
+@pytest.mark.parametrize("rows", [1, 3, 7])
+def test_column_kernel_in_row_blocks_equals_numpy(rng, monkeypatch, layout, rows):
+    """Tall matrices are read a few rows at a time across all tiles: blocks of rows that
+    do not divide the row count, nor the scale blocks, give the same numbers."""
+    import analysis.tensor_stats as ts
+    monkeypatch.setattr(ts, "FAST_MIN_SIZE", 0)
+    monkeypatch.setattr(ts, "COLUMN_BLOCK_MIN_ROWS", 0)
+    monkeypatch.setattr(ts, "COLUMN_BLOCK_ROWS", rows)
+    _check(*_case(rng, *layout))
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
 def test_fast_kernel_skips_huge_scale(rng, monkeypatch):
     """A scale whose dq could overflow float32 takes the generic kernel."""
@@ -131,3 +144,20 @@ def test_tiny_tensor_takes_generic_kernel(rng, monkeypatch):
     monkeypatch.setattr(ts, "fast_runs", lambda *a: called.append(1))
     _check(*_case(rng, (1024,), (), None, None, (), "uint8"))
     assert not called
+
+
+def test_warm_up_covers_every_kernel_specialisation_the_samples_use(sample_models):
+    """A server warms its kernels at start-up: analysing real models afterwards must not
+    compile (or load) another numba specialisation inside a user's request."""
+    import numba
+
+    import analysis.kernels as K
+    from analysis import analyze
+    from analysis.warmup import warm_up
+    warm_up()
+    disp = {n: f for n, f in vars(K).items() if isinstance(f, numba.core.registry.CPUDispatcher)}
+    before = {n: set(f.signatures) for n, f in disp.items()}
+    fp32, variants = sample_models
+    analyze(fp32, variants, cache=False)
+    new = {n: set(f.signatures) - before[n] for n, f in disp.items() if set(f.signatures) - before[n]}
+    assert not new, new
