@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dashapp.state import apply_patch, is_patch
+
 from .generate import DEFAULT_OUT
 
 DASH_SET = "dash2000"
@@ -507,6 +509,8 @@ class MiniRenderer:
             for idkey, props in (resp.get(section) or {}).items():
                 for prop, val in props.items():
                     prop = _clean_prop(prop)
+                    if is_patch(val):  # a dash.Patch answer: applied to the prop, as the renderer does
+                        val = apply_patch(self.props.get(idkey, {}).get(prop), val)
                     self.props.setdefault(idkey, {})[prop] = val
                     changed.append((idkey, prop))
                     if prop == "children":

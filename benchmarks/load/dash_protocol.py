@@ -11,7 +11,15 @@ background callback first answers ``{"cacheKey", "job"}``; the renderer then pol
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+
+try:
+    from dashapp.state import apply_patch, is_patch
+except ImportError:  # locust imports this file from benchmarks/load: put the repo root on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from dashapp.state import apply_patch, is_patch  # stdlib-only module: fine in the locust venv
 
 __all__ = ["find_callback", "callback_body", "end_id", "poll_body", "split_outputs"]
 
@@ -207,6 +215,8 @@ class PageState:
             for cid, props in (answer.get(part) or {}).items():
                 for p, v in props.items():
                     key = f"{cid}.{p}"
+                    if is_patch(v):  # a dash.Patch answer: applied to the prop, as the renderer does
+                        v = apply_patch(self.props.get(key), v)
                     if self.props.get(key) != v:
                         changed.add(key)
                     self.props[key] = v
