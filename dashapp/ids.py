@@ -50,6 +50,8 @@ RANGE_PREV = "range-prev-button"
 RANGE_NEXT = "range-next-button"
 RANGE_PAGE_LABEL = "range-page-label"      # "layers 151-300 of 2,000"
 RANGE_PAGE_STORE = "range-page-store"      # the range chart's page (int, 0-based)
+RANGE_SCROLL_BOX = "range-scroll-box"      # the range chart's scrolling container
+RANGE_SCROLL_SINK = "range-scroll-sink"    # output of the clientside "scroll to the selected row"
 SQNR_CHART = "layer-sqnr-chart"
 NEXT_STEPS = "next-steps-div"
 

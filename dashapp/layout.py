@@ -105,7 +105,8 @@ def overview_tab():
                                                            delay_show=300)), lg=4),
         ], className="g-3"),
         c.panel("Weight range per layer: FP32 beside each variant (click a layer, drag to select several)",
-                html.Div(c.graph(ids.RANGE_CHART, height=300), style={"maxHeight": "640px", "overflowY": "auto"}),
+                html.Div(c.graph(ids.RANGE_CHART, height=300), id=ids.RANGE_SCROLL_BOX,
+                         style={"maxHeight": "640px", "overflowY": "auto"}),
                 header_extra=c.pager(ids.RANGE_PAGER, ids.RANGE_PREV, ids.RANGE_PAGE_LABEL, ids.RANGE_NEXT)),
     ], className="pt-3"))
 
@@ -178,6 +179,7 @@ def stores():
         dcc.Store(id=ids.ANALYSIS_STORE),
         dcc.Store(id=ids.FILTER_STORE),
         dcc.Store(id=ids.RANGE_PAGE_STORE, data=0),
+        dcc.Store(id=ids.RANGE_SCROLL_SINK),
         dcc.Store(id=ids.UPLOAD_STORE, storage_type="session"),
     ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from dash import Input, Output, Patch, State, ctx, no_update
+from dash import ClientsideFunction, Input, Output, Patch, State, ctx, no_update
 
 from analysis import figures, views
 
@@ -133,6 +133,14 @@ def register(app, results, memo: FigureMemo | None = None) -> dict:
         many = pg["pages"] > 1
         return (fig, c.graph_height(fig), pg["page"], pg["label"] if many else "", _SHOWN if many else _HIDDEN,
                 pg["page"] == 0, pg["page"] >= pg["pages"] - 1)
+
+    # in the browser: keep the selected row in view when the page it is on opens
+    app.clientside_callback(
+        ClientsideFunction(namespace="quantlens", function_name="scrollToSelection"),
+        Output(ids.RANGE_SCROLL_SINK, "data"),
+        Input(ids.RANGE_CHART, "figure"), State(ids.RANGE_SCROLL_BOX, "id"), State(ids.RANGE_CHART, "id"),
+        prevent_initial_call=True,
+    )
 
     @app.callback(
         Output(ids.SQNR_CHART, "figure"),

@@ -26,6 +26,17 @@ def _band_row(dash_duo):
         "return s.length ? (s[0].y0 + s[0].y1) / 2 : null;")
 
 
+def _band_in_view(dash_duo) -> bool:
+    """Whether the drawn selection band lies inside the visible part of the range chart's box
+    (screen geometry of the SVG shape against the box, nothing computed by our code)."""
+    return dash_duo.driver.execute_script(
+        "const box = document.getElementById('range-scroll-box').getBoundingClientRect();"
+        "const el = document.querySelector('#layer-range-chart .layer-below .shapelayer path');"
+        "if (!el) return false;"
+        "const r = el.getBoundingClientRect();"
+        "return r.height > 0 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1;")
+
+
 def _click_sqnr_point(dash_duo, key: str):
     keys = plotly_points(dash_duo, "layer-sqnr-chart", 0)
     pts = dash_duo.find_elements("#layer-sqnr-chart .cartesianlayer .subplot.xy .scatterlayer .trace")[0] \
@@ -55,6 +66,8 @@ def test_ql030_range_chart_pages_and_follows_the_selection(dash_duo, tmp_path):
     wait_for(lambda: selected_layer(dash_duo) == "w42", message="selection from the SQNR chart")
     wait_for(lambda: _label(dash_duo) == f"layers 1-150 of {N}", message="page of the selection")
     wait_for(lambda: _band_row(dash_duo) == 42, message="band on w42")
+    # row 42 is ~800 px down its page, below the fold of the 640 px box: the box scrolls to it
+    wait_for(lambda: _band_in_view(dash_duo), message="selected row scrolled into view")
     shots = Path(os.environ.get("QUANTLENS_SHOTS_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     dash_duo.driver.save_screenshot(str(shots / "paging-overview.png"))
