@@ -105,9 +105,7 @@ class _Tables:
         if not self.hist:
             return pd.DataFrame(columns=HISTOGRAM_COLUMNS)
         sizes = [len(h[7]) for h in self.hist]
-        # Object arrays of the same str objects: a fixed-width ``astype(str)`` would copy a
-        # (possibly 100k-character) tensor name into every bin row.
-        rep = lambda i: np.repeat(np.array([str(h[i]) for h in self.hist], dtype=object), sizes)  # noqa: E731
+        rep = lambda i: _repeat_text([h[i] for h in self.hist], sizes)  # noqa: E731
         return pd.DataFrame({
             "variant": rep(0), "fp32_name": rep(1), "quant_tensor": rep(2), "kind": rep(3),
             "bin": np.concatenate([h[4] for h in self.hist]).astype(np.int64),
@@ -119,12 +117,21 @@ class _Tables:
         if not self.channels:
             return pd.DataFrame(columns=CHANNEL_COLUMNS)
         sizes = [len(c[2]["channel"]) for c in self.channels]
-        data = {"variant": np.full(sum(sizes), str(self.label), dtype=object),
-                "fp32_name": np.repeat(np.array([str(c[0]) for c in self.channels], dtype=object), sizes),
-                "quant_tensor": np.repeat(np.array([str(c[1]) for c in self.channels], dtype=object), sizes)}
+        data = {"variant": _repeat_text([self.label] * len(sizes), sizes),
+                "fp32_name": _repeat_text([c[0] for c in self.channels], sizes),
+                "quant_tensor": _repeat_text([c[1] for c in self.channels], sizes)}
         for k in CHANNEL_COLUMNS[3:]:
             data[k] = np.concatenate([np.asarray(c[2][k]) for c in self.channels])
         return pd.DataFrame(data)[CHANNEL_COLUMNS]
+
+
+def _repeat_text(values: list, sizes: list[int]) -> pd.Categorical:
+    """``values[i]`` repeated ``sizes[i]`` times, as a Categorical built from codes: no
+    per-row string object, and the cache writes it without factorizing the rows again."""
+    cats, inv = np.unique(np.array([str(v) for v in values], dtype=object), return_inverse=True)
+    codes = np.repeat(inv.reshape(-1).astype(np.int32), sizes)
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(pd.Index(cats, dtype=object)),
+                                     validate=False)
 
 
 def _base_row(label: str, fw: FloatWeight | None, qt: QuantTensor | None) -> dict:
