@@ -63,11 +63,11 @@ def _model_files(path: Path) -> list[Path]:
         m = onnx.load(str(path), load_external_data=False)
     except Exception:  # unreadable models are reported by the loader, not here
         return files
-    seen = set()
+    seen, memo = set(), {}
     for t in m.graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             try:  # the loader's own checks: never hash a file outside the model folder
-                p = external_data_path(t, path.parent)[0]
+                p = external_data_path(t, path.parent, memo=memo)[0]
             except QuantLensError:
                 continue  # refused or missing: the loader reports it
             if p not in seen:

@@ -328,7 +328,7 @@ def load_model(path: str | os.PathLike) -> ModelGraph:
             # Refuse a model whose external data escapes its folder before anything is read;
             # a missing or short file is reported per tensor when it is read.
             try:
-                external_data_path(t, mg.base_dir)
+                external_data_path(t, mg.base_dir, memo=mg.ext_memo)  # each file checked once
             except UnsafeModelError as e:
                 raise UnsafeModelError(f"'{p.name}' refused: {e}") from None
             except TensorReadError:
