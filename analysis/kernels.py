@@ -451,26 +451,8 @@ def _lanes_col(w, q, F, S, Q, origin, inv):
 @numba.njit(cache=True, nogil=True)
 def _lanes_run(w, q, s, z, h, S, Q, origin, inv):
     """Lanes of a run sharing ``s``, ``z`` (float32) when the dq side comes from the code
-    table: error sums, maximum, clipping, code range and FP32 bins."""
-    L = LANES
-    for j in range(w.size):
-        w64 = np.float64(w[j])
-        qi = np.int32(q[j])
-        e = w64 - np.float64((np.float32(qi) - z) * s)
-        ae = abs(e)
-        S[_WW * L + j] += w64 * w64
-        S[_EE * L + j] += e * e
-        S[_ME * L + j] = max(S[_ME * L + j], ae)
-        if ae > h:
-            S[_CL * L + j] += 1.0
-        Q[_QMN * L + j] = min(Q[_QMN * L + j], qi)
-        Q[_QMX * L + j] = max(Q[_QMX * L + j], qi)
-        Q[_BW * L + j] = _bin_fast(w64, origin, inv)
-
-
-@numba.njit(cache=True, nogil=True)
-def _lanes_run_mm(w, q, s, z, h, S, Q, origin, inv):
-    """:func:`_lanes_run` plus the FP32 range (runs that are channels)."""
+    table: error sums, maximum, clipping, FP32 range, code range and FP32 bins (the FP32
+    range is only used when the run is a channel; two vector min/max cost < 2 %)."""
     L = LANES
     for j in range(w.size):
         w64 = np.float64(w[j])
@@ -616,13 +598,13 @@ def _fold(dst, c, src, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, minmax, table, code_hist, origin,
+def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, table, code_hist, origin,
               inv, do_fp, F, S, Q, HF, HD, HC, out, c):
     """One run sharing a scale, on lanes; folded into ``out[:, c]``.
 
     Codes go to ``table[base:base + levels]`` (``use_table``) or ``code_hist``, through the
-    sub-histograms ``HC`` when the run is long enough; dq and FP32 bins to ``HD``, ``HF``.
-    ``minmax``: also the FP32 range (a run that is a channel)."""
+    sub-histograms ``HC`` when the run is long enough; dq and FP32 bins to ``HD``, ``HF``;
+    the FP32 range is always taken (a run may be a channel)."""
     L = LANES
     m = w.size
     nl = min(L, m)
@@ -636,10 +618,7 @@ def _fast_run(w, q, s, z, h, base, lo_code, levels, use_table, minmax, table, co
         n = min(L, m - o)
         qr = q[o:o + n]
         if use_table:
-            if minmax:
-                _lanes_run_mm(w[o:o + n], qr, s32, z32, h, S, Q, origin, inv)
-            else:
-                _lanes_run(w[o:o + n], qr, s32, z32, h, S, Q, origin, inv)
+            _lanes_run(w[o:o + n], qr, s32, z32, h, S, Q, origin, inv)
             if sub_codes:
                 _count4(qr, -lo_code, HC, levels)
             else:
@@ -695,7 +674,7 @@ def fast_runs(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, lev
                 t1 = min(t0 + step, d2)
                 _acc_init(acc[:, 0])
                 _fast_run(w[i0, i1, t0:t1], q[i0, i1, t0:t1], scale[p], zp[p], half[p], p * levels,
-                          lo_code, levels, use_table, per_ch, table, code_hist, origin, inv, do_fp,
+                          lo_code, levels, use_table, table, code_hist, origin, inv, do_fp,
                           F, S, Q, HF, HD, HC, acc, 0)
                 if per_ch:
                     _fold(ch_acc, c1, acc, 0)
