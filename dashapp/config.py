@@ -39,7 +39,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "settings_from_env", "DEFAULT_MODEL_DIR", "HostingSettings",
+from analysis.figures import RANGE_PAGE
+
+__all__ = ["Settings", "settings_from_env", "DEFAULT_MODEL_DIR", "HostingSettings", "range_page_size",
            "hosting_settings_from_env"]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -104,3 +106,11 @@ def hosting_settings_from_env() -> HostingSettings:
         basic_auth_file=Path(auth_file).expanduser() if auth_file else None,
         user_header=(os.environ.get("QUANTLENS_USER_HEADER") or "").strip() or None,
     )
+
+
+def range_page_size() -> int:
+    """Layers per range-chart page: ``QUANTLENS_RANGE_PAGE`` (default 150, at least 10)."""
+    try:
+        return max(10, int(os.environ.get("QUANTLENS_RANGE_PAGE", RANGE_PAGE)))
+    except ValueError:
+        return RANGE_PAGE

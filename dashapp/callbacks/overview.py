@@ -9,14 +9,13 @@ changed, the charts get a :class:`dash.Patch` that moves the band / line and the
 
 from __future__ import annotations
 
-import os
-
 from dash import ClientsideFunction, Input, Output, Patch, State, ctx, no_update
 
 from analysis import figures, views
 
 from .. import components as c
 from .. import ids
+from ..config import range_page_size
 from ..figure_memo import FigureMemo, filters_key
 from .common import box_selection, current_analysis, filtered_layers, present_variants, shown_variants
 
@@ -24,14 +23,6 @@ _WAIT = "Choose an FP32 reference and at least one variant."
 _SEL = f"{ids.SELECTION_STORE}.data"
 _PREV, _NEXT = f"{ids.RANGE_PREV}.n_clicks", f"{ids.RANGE_NEXT}.n_clicks"
 _HIDDEN, _SHOWN = {"display": "none"}, {"display": "flex"}
-
-
-def range_page_size() -> int:
-    """Layers per range-chart page: ``QUANTLENS_RANGE_PAGE`` (default 150, at least 10)."""
-    try:
-        return max(10, int(os.environ.get("QUANTLENS_RANGE_PAGE", figures.RANGE_PAGE)))
-    except ValueError:
-        return figures.RANGE_PAGE
 
 
 def fired() -> set[str]:
