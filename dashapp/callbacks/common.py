@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dash import ctx
+
 from analysis import QuantLensError, views
 
 from ..results import Results, SelectionError
@@ -44,3 +46,11 @@ def present_variants(rows, variants) -> list[str]:
     """``variants`` that still have rows after filtering (cards are not shown for the others)."""
     have = set(rows["variant"])
     return [v for v in variants if v in have]
+
+
+def fired() -> set[str]:
+    """Prop ids that triggered the running callback (empty outside a callback: full update)."""
+    try:
+        return {t["prop_id"] for t in ctx.triggered or [] if t.get("prop_id") not in (None, ".")}
+    except Exception:  # noqa: BLE001 - called as a plain function (tests): no callback context
+        return set()

@@ -14,8 +14,7 @@ from analysis import figures, views
 from .. import components as c
 from .. import ids
 from ..figure_memo import FigureMemo
-from .common import current_analysis, shown_variants
-from .overview import fired
+from .common import current_analysis, fired, shown_variants
 
 _PICK = "Click a layer in a chart or the table to see its distributions."
 _LOG = f"{ids.LOG_SWITCH}.value"

@@ -17,20 +17,12 @@ from .. import components as c
 from .. import ids
 from ..config import range_page_size
 from ..figure_memo import FigureMemo, filters_key
-from .common import box_selection, current_analysis, filtered_layers, present_variants, shown_variants
+from .common import box_selection, current_analysis, filtered_layers, fired, present_variants, shown_variants
 
 _WAIT = "Choose an FP32 reference and at least one variant."
 _SEL = f"{ids.SELECTION_STORE}.data"
 _PREV, _NEXT = f"{ids.RANGE_PREV}.n_clicks", f"{ids.RANGE_NEXT}.n_clicks"
 _HIDDEN, _SHOWN = {"display": "none"}, {"display": "flex"}
-
-
-def fired() -> set[str]:
-    """Prop ids that triggered the running callback (empty outside a callback: full update)."""
-    try:
-        return {t["prop_id"] for t in ctx.triggered or [] if t.get("prop_id") not in (None, ".")}
-    except Exception:  # noqa: BLE001 - called as a plain function (tests): no callback context
-        return set()
 
 
 def selection_patch(fig: dict, selection) -> Patch:
