@@ -186,6 +186,10 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
 #: sub-histograms) is ~7 us, more than they save below this many elements.
 FAST_MIN_SIZE = 1 << 14
 
+#: The lane kernels count value bins in int32 sub-histograms (see
+#: :data:`analysis.kernels.SUB`): larger tensors take the generic kernel.
+FAST_MAX_SIZE = 1 << 31
+
 #: Column mode reads matrices of at least this many rows in blocks of
 #: ``COLUMN_BLOCK_ROWS`` rows (see :func:`analysis.kernels.fast_column`; measured on
 #: int8 per-channel [4096, 1024] and [8192, 2048]: 3.8-4.3 -> 3.3-3.4 ns per element;
@@ -198,8 +202,9 @@ def _fast_ok(check_finite: bool, column_mode: bool, vshape, pstr, pblk, scale: n
              zp: np.ndarray) -> bool:
     """Whether the vectorised kernels apply: no NaN/Inf weights, finite scales small
     enough that no dq overflows, zero points whose ``q - z`` is exact in float32, and
-    runs (or rows of columns) long enough to fill the lanes, and enough elements."""
-    if check_finite or int(np.prod(vshape)) < FAST_MIN_SIZE:
+    runs (or rows of columns) long enough to fill the lanes, and a size between
+    ``FAST_MIN_SIZE`` and ``FAST_MAX_SIZE``."""
+    if check_finite or not FAST_MIN_SIZE <= int(np.prod(vshape)) < FAST_MAX_SIZE:
         return False
     if column_mode:
         if vshape[2] < 16:

@@ -39,6 +39,7 @@ FAST_LAYOUTS = [
     ((3, 40, 50), (3, 1, 50), None, None, (0, 2), "int8"),  # column mode, several outer rows
     ((64, 40), (4, 40), 0, 16, (1,), "uint4"),            # blocks across rows: column segments
     ((70, 33), (5, 33), 0, 16, (1,), "int8"),             # ... with a partial last block
+    ((64, 40), (11, 40), 0, 6, (1,), "int8"),             # blocks of 6 rows: 4-row passes straddle them
     ((40, 300), (40, 1), None, None, (0,), "int8"),       # per row (runs with channels)
     ((10, 512), (10, 4), 1, 128, (0,), "int4"),           # blocks along the inner axis
     ((6, 1000), (6, 4), 1, 256, (0,), "int16"),           # ... without table, partial block
@@ -82,7 +83,7 @@ def test_fast_kernels_equal_numpy(rng, monkeypatch, layout, variant):
 
 @pytest.mark.parametrize("layout", [l for l in FAST_LAYOUTS if len(l[0]) >= 2],
                          ids=lambda l: f"{l[0]}-{l[5]}-{l[2]}")
-@pytest.mark.parametrize("rows", [1, 3, 7])
+@pytest.mark.parametrize("rows", [1, 3, 7, 16])
 def test_column_kernel_in_row_blocks_equals_numpy(rng, monkeypatch, layout, rows):
     """Tall matrices are read a few rows at a time across all tiles: blocks of rows that
     do not divide the row count, nor the scale blocks, give the same numbers."""
@@ -91,6 +92,36 @@ def test_column_kernel_in_row_blocks_equals_numpy(rng, monkeypatch, layout, rows
     monkeypatch.setattr(ts, "COLUMN_BLOCK_MIN_ROWS", 0)
     monkeypatch.setattr(ts, "COLUMN_BLOCK_ROWS", rows)
     _check(*_case(rng, *layout))
+
+
+@pytest.mark.parametrize("layout", [FAST_LAYOUTS[0], FAST_LAYOUTS[4], FAST_LAYOUTS[6]],
+                         ids=lambda l: f"{l[0]}-{l[5]}-{l[2]}")
+def test_crowded_bins_equal_numpy(rng, monkeypatch, layout):
+    """One outlier stretches the range so that most weights share one or two of the 64
+    bins (as in real MLP matrices): the sub-histograms still add up to the exact counts."""
+    import analysis.tensor_stats as ts
+    monkeypatch.setattr(ts, "FAST_MIN_SIZE", 0)
+    w, d, qrange = _case(rng, *layout)
+    w.reshape(-1)[7] = 200 * np.abs(w).max()
+    grid = make_grid(float(w.min()), float(w.max()))
+    counts = np.zeros(HIST_SIZE, np.int64)
+    fp32_hist(w.reshape(-1), grid.origin, grid.inv, counts)
+    assert counts.max() > 0.6 * w.size  # crowded indeed
+    _check(w, d, qrange)
+
+
+def test_tensor_past_fast_max_size_takes_generic_kernel(rng, monkeypatch):
+    """The lane kernels' int32 sub-histograms are bounded: a larger tensor is measured by
+    the generic kernel (limit lowered here), with the same numbers."""
+    import analysis.tensor_stats as ts
+    monkeypatch.setattr(ts, "FAST_MIN_SIZE", 0)
+    monkeypatch.setattr(ts, "FAST_MAX_SIZE", 1000)
+    called = []
+    for name in ("fast_column", "fast_runs"):
+        monkeypatch.setattr(ts, name, lambda *a: called.append(1))
+    _check(*_case(rng, (300, 200), (1, 200), None, None, (1,), "int8"))
+    _check(*_case(rng, (300, 700), (), None, None, (), "int8"))
+    assert not called
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
