@@ -10,6 +10,7 @@ two's complement); float8 types come back as ``ml_dtypes`` arrays.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import stat
 from pathlib import Path
@@ -243,6 +244,27 @@ def _raw_bytes_needed(data_type: int, n: int) -> int:
     return n * _NP[data_type].itemsize
 
 
+def _map_readonly(path: Path, dtype: np.dtype, count: int, offset: int) -> np.ndarray:
+    """``count`` items of ``dtype`` at byte ``offset`` of ``path``, memory-mapped read-only.
+
+    A plain ``ndarray`` over an ``mmap`` (unmapped when the array goes), not an
+    ``np.memmap``: that subclass runs Python code on every view and reduction of the
+    array, which cost 0.1-0.2 s per 300M-parameter analysis.
+
+    Raises
+    ------
+    OSError, ValueError
+        The file cannot be opened or is shorter than the span.
+    """
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mm = mmap.mmap(fd, count * dtype.itemsize + offset - start, access=mmap.ACCESS_READ, offset=start)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mm, dtype, count, offset - start)
+
+
 def tensor_to_array(t: TensorProto, base_dir: Path | None = None, memo: dict | None = None) -> np.ndarray:
     """Decode ``t`` into a NumPy array of its logical shape.
 
@@ -284,8 +306,7 @@ def tensor_to_array(t: TensorProto, base_dir: Path | None = None, memo: dict | N
             flat = np.empty(0, store)
         else:
             try:
-                flat = np.memmap(path, dtype=store, mode="r", offset=offset,
-                                 shape=(need // store.itemsize,))
+                flat = _map_readonly(path, store, need // store.itemsize, offset)
             except (OSError, ValueError) as e:  # e.g. the file shrank after the checks
                 raise TensorReadError(f"tensor '{t.name}': external data cannot be mapped ({e})") from None
     elif t.HasField("raw_data"):
