@@ -795,8 +795,10 @@ def fast_column(w, q, scale, zp, half, pstr, pblk, cstr, origin, inv, lo_code, f
     at a time across every column tile, each tile keeping its lanes' state: with
     ``rows`` >= the row count a tile sees all its rows at once; a small ``rows`` reads a
     tall matrix a few rows at a time instead of one 128-column strip of every row (whose
-    row stride defeats the hardware prefetcher: 15-30 % faster at 4,096+ rows).
-    Returns the ACC totals."""
+    row stride defeats the hardware prefetcher: 15-30 % faster at 4,096+ rows).  Within
+    a tile, rows that share their parameters go 4 at a time through
+    :func:`_lanes_col4` (the rest one at a time), and each pass's bins and codes are
+    counted by :func:`_count_tile`.  Returns the ACC totals."""
     d0, d1, d2 = w.shape
     L = LANES
     per_ch = ch_acc.shape[1] > 0

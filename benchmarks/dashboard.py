@@ -396,8 +396,10 @@ class MiniRenderer:
         _, layout = self._get("/_dash-layout")
         _, deps = self._get("/_dash-dependencies")
         self.layout = json.loads(layout)
-        names = {k: getattr(v["callback"], "__name__", k) for k, v in self.app.callback_map.items()}
-        self.callbacks = [Callback(d, names.get(d["output"], d["output"][:40])) for d in json.loads(deps)]
+        names = {k: getattr(v.get("callback"), "__name__", k) for k, v in self.app.callback_map.items()}
+        # clientside callbacks (the range chart's scroll into view) run in the browser only
+        self.callbacks = [Callback(d, names.get(d["output"], d["output"][:40])) for d in json.loads(deps)
+                          if not d.get("clientside_function")]
         for comp in _walk_components(self.layout, []):
             self._register(comp, None)
         # dcc.Location sets its props on mount (pathname/search/href)
