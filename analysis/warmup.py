@@ -5,8 +5,8 @@ the kernels, every job pays the compilation again.  ``warm_up`` runs each kernel
 path once on tiny inputs of every code type the readers produce, then one whole
 analysis of a tiny generated pair (model parsing, matching, the tables and their
 encoding): the first real analysis of a process was 0.1-0.3 s slower without it.
-Last, everything alive (modules, kernels, the dashboard's objects when the server
-calls it) is frozen out of the garbage collector's reach: its full collections,
+Last, everything alive (modules, compiled kernels) is frozen out of the garbage
+collector's reach: its full collections,
 which an analysis' row dicts trigger, no longer walk those objects each time
 (70 ms of a 300M-parameter analysis), and forked workers do not touch, hence
 copy, the pages holding them.

@@ -252,3 +252,21 @@ def test_external_data_in_a_subfolder(tmp_path):
     assert qt.storage == "external"
     np.testing.assert_array_equal(got, want)
     assert_row(row_of(analyze_rows(fp, vp), "W"), w=W, dq=want, q=q, scale=s, zero_point=np.zeros(8), storage="external")
+
+
+@pytest.mark.parametrize("offset", [0, 3, 4099, 65536 + 7, 2 * 65536])
+def test_external_tensor_at_any_offset_reads_exactly(tmp_path, offset):
+    """External bytes are mapped from the page boundary below the offset: a tensor at any
+    byte offset (inside or across the mapping granularity) reads back exactly, as a plain
+    read-only ndarray (not an np.memmap, whose Python hooks run on every view)."""
+    from analysis.tensors import tensor_to_array
+
+    vals = np.arange(-7, 5000, dtype=F32) * F32(0.25)
+    raw = vals.tobytes()
+    (tmp_path / "w.bin").write_bytes(b"\xa5" * offset + raw + b"\x5a" * 11)
+    t = TP(name="w", data_type=TP.FLOAT, dims=[vals.size], data_location=TP.EXTERNAL)
+    for k, v in (("location", "w.bin"), ("offset", str(offset)), ("length", str(len(raw)))):
+        t.external_data.add(key=k, value=v)
+    got = tensor_to_array(t, tmp_path)
+    np.testing.assert_array_equal(got, vals)
+    assert type(got) is np.ndarray and not got.flags.writeable
