@@ -423,47 +423,50 @@ def _bin_fast(x, origin, inv):
     return np.int32(k + np.float64(MAX_EXTRA_BINS))  # all in float64: no int64 lanes
 
 
-@numba.njit(cache=True, nogil=True)
-def _lanes_col(w, q, F, S, Q, origin, inv):
-    """One row of a column tile: lane ``j`` has its own scale ``F[_FS, j]``, zero point
-    ``F[_FZ, j]`` (float32, exact integer) and clipping threshold ``S[_SH, j]``; bins and
-    codes go to row 0 of ``_B4W``, ``_B4D``, ``_B4Q``."""
-    L = LANES
-    for j in range(w.size):
-        w64 = np.float64(w[j])
-        qi = np.int32(q[j])
-        # float32(q) - z is exact (|q - z| < 2**24): one rounding, in the product, as the runtime
-        d64 = np.float64((np.float32(qi) - F[_FZ * L + j]) * F[_FS * L + j])
-        e = w64 - d64
-        ae = abs(e)
-        S[_WW * L + j] += w64 * w64
-        S[_EE * L + j] += e * e
-        S[_DD * L + j] += d64 * d64
-        S[_ME * L + j] = max(S[_ME * L + j], ae)
-        if ae > S[_SH * L + j]:
-            S[_CL * L + j] += 1.0
-        S[_WMN * L + j] = min(S[_WMN * L + j], w64)
-        S[_WMX * L + j] = max(S[_WMX * L + j], w64)
-        Q[_QMN * L + j] = min(Q[_QMN * L + j], qi)
-        Q[_QMX * L + j] = max(Q[_QMX * L + j], qi)
-        Q[_B4W * L + j] = _bin_fast(w64, origin, inv)
-        Q[_B4D * L + j] = _bin_fast(d64, origin, inv)
-        Q[_B4Q * L + j] = qi
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def _col_step(wv, qv, z, s, h, origin, inv, acc):
-    """One element of a column lane (as :func:`_lanes_col`) on the lane's state ``acc``
-    held in registers: returns the new state, the FP32 bin and the dq bin."""
+    """One element of a column lane with scale ``s``, zero point ``z`` (float32, exact
+    integer) and clipping threshold ``h``, on the lane's state ``acc`` held in registers
+    (see :func:`_col_load`): returns the new state, the FP32 bin and the dq bin."""
     ww, ee, dd, me, cl, wmn, wmx, qmn, qmx = acc
     w64 = np.float64(wv)
     qi = np.int32(qv)
+    # float32(q) - z is exact (|q - z| < 2**24): one rounding, in the product, as the runtime
     d64 = np.float64((np.float32(qi) - z) * s)
     e = w64 - d64
     ae = abs(e)
     return ((ww + w64 * w64, ee + e * e, dd + d64 * d64, max(me, ae), cl + (1.0 if ae > h else 0.0),
              min(wmn, w64), max(wmx, w64), min(qmn, qi), max(qmx, qi)),
             _bin_fast(w64, origin, inv), _bin_fast(d64, origin, inv))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _col_load(S, Q, j):
+    """Lane ``j``'s state for :func:`_col_step`."""
+    L = LANES
+    return (S[_WW * L + j], S[_EE * L + j], S[_DD * L + j], S[_ME * L + j], S[_CL * L + j],
+            S[_WMN * L + j], S[_WMX * L + j], Q[_QMN * L + j], Q[_QMX * L + j])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _col_store(S, Q, j, a):
+    L = LANES
+    (S[_WW * L + j], S[_EE * L + j], S[_DD * L + j], S[_ME * L + j], S[_CL * L + j],
+     S[_WMN * L + j], S[_WMX * L + j], Q[_QMN * L + j], Q[_QMX * L + j]) = a
+
+
+@numba.njit(cache=True, nogil=True)
+def _lanes_col(w, q, F, S, Q, origin, inv):
+    """One row of a column tile: lane ``j`` has its own scale ``F[_FS, j]``, zero point
+    ``F[_FZ, j]`` and clipping threshold ``S[_SH, j]``; FP32 bins, dq bins and codes go
+    to row 0 of ``_B4W``, ``_B4D``, ``_B4Q``."""
+    L = LANES
+    for j in range(w.size):
+        a = _col_load(S, Q, j)
+        Q[_B4Q * L + j] = np.int32(q[j])
+        a, Q[_B4W * L + j], Q[_B4D * L + j] = _col_step(w[j], q[j], F[_FZ * L + j], F[_FS * L + j],
+                                                        S[_SH * L + j], origin, inv, a)
+        _col_store(S, Q, j, a)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -477,8 +480,7 @@ def _lanes_col4(w0, w1, w2, w3, q0, q1, q2, q3, F, S, Q, origin, inv):
     for j in range(w0.size):
         z, s = F[_FZ * L + j], F[_FS * L + j]
         h = S[_SH * L + j]
-        a = (S[_WW * L + j], S[_EE * L + j], S[_DD * L + j], S[_ME * L + j], S[_CL * L + j],
-             S[_WMN * L + j], S[_WMX * L + j], Q[_QMN * L + j], Q[_QMX * L + j])
+        a = _col_load(S, Q, j)
         Q[_B4Q * L + j] = np.int32(q0[j])
         a, Q[_B4W * L + j], Q[_B4D * L + j] = _col_step(w0[j], q0[j], z, s, h, origin, inv, a)
         Q[(_B4Q + 1) * L + j] = np.int32(q1[j])
@@ -487,8 +489,7 @@ def _lanes_col4(w0, w1, w2, w3, q0, q1, q2, q3, F, S, Q, origin, inv):
         a, Q[(_B4W + 2) * L + j], Q[(_B4D + 2) * L + j] = _col_step(w2[j], q2[j], z, s, h, origin, inv, a)
         Q[(_B4Q + 3) * L + j] = np.int32(q3[j])
         a, Q[(_B4W + 3) * L + j], Q[(_B4D + 3) * L + j] = _col_step(w3[j], q3[j], z, s, h, origin, inv, a)
-        (S[_WW * L + j], S[_EE * L + j], S[_DD * L + j], S[_ME * L + j], S[_CL * L + j],
-         S[_WMN * L + j], S[_WMX * L + j], Q[_QMN * L + j], Q[_QMX * L + j]) = a
+        _col_store(S, Q, j, a)
 
 
 @numba.njit(cache=True, nogil=True)
