@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.histograms import make_grid
+from analysis.histograms import MAX_EXTRA_BINS, make_grid
 from analysis.kernels import HIST_SIZE, fp32_hist, plan
 from analysis.metrics import fp32_stats
 from analysis.quant_tensor import Decoded, TYPE_RANGES
@@ -108,6 +108,31 @@ def test_crowded_bins_equal_numpy(rng, monkeypatch, layout):
     fp32_hist(w.reshape(-1), grid.origin, grid.inv, counts)
     assert counts.max() > 0.6 * w.size  # crowded indeed
     _check(w, d, qrange)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "uint8", "int8"])
+def test_column_kernel_extreme_codes_and_bins_equal_numpy(rng, monkeypatch, dtype):
+    """The column kernel packs each element's FP32 bin, dq bin and code into one word:
+    the lowest and highest code of the type and dq values far outside the FP32 range
+    (both clamped extension bins) still count exactly."""
+    import analysis.tensor_stats as ts
+    monkeypatch.setattr(ts, "FAST_MIN_SIZE", 0)
+    calls = []
+    monkeypatch.setattr(ts, "fast_column", (lambda f: lambda *a: calls.append(1) or f(*a))(ts.fast_column))
+    lo, hi = TYPE_RANGES[dtype]
+    rows, cols = 37, 48
+    q = rng.choice(np.array([lo, hi, (lo + hi) // 2], np.int64), size=(rows, cols)).astype(dtype)
+    big = 3.0 / (hi - (lo + hi) // 2)  # the extreme codes dequantize to about +-3
+    s = np.full((1, cols), big / 100, np.float32)
+    s[0, ::5] = big  # these columns reach far beyond the FP32 range (|w| < ~0.2)
+    z = np.zeros((1, cols), np.int64) if lo < 0 else np.full((1, cols), (lo + hi) // 2, np.int64)
+    w = rng.normal(0, 0.05, size=(rows, cols)).astype(np.float32)
+    d = Decoded(q, s, z, None, None, (1,))
+    _check(w, d, (lo, hi))
+    assert calls
+    ref = measure_numpy(w, d, (lo, hi), make_grid(float(w.min()), float(w.max())))
+    assert ref.code_counts[0] > 0 and ref.code_counts[-1] > 0  # both ends of the code range
+    assert ref.dq_bins[0] == -MAX_EXTRA_BINS and ref.dq_bins[-1] == HIST_SIZE - 1 - MAX_EXTRA_BINS
 
 
 def test_tensor_past_fast_max_size_takes_generic_kernel(rng, monkeypatch):
