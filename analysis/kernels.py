@@ -467,6 +467,13 @@ def _pack(bw, bd, qi, lo):
             | (np.uint32(bd) << np.uint32(24)))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _unpack(v):
+    """``(FP32 bin, dq bin, code - lo)`` of a word of :func:`_pack`, as int64 indices."""
+    return (np.int64((v >> np.uint32(16)) & np.uint32(0xFF)), np.int64(v >> np.uint32(24)),
+            np.int64(v & np.uint32(0xFFFF)))
+
+
 @numba.njit(cache=True, nogil=True)
 def _lanes_col(w, q, F, S, Q, P, origin, inv, lo):
     """One row of a column tile: lane ``j`` has its own scale ``F[_FS, j]``, zero point
@@ -606,21 +613,21 @@ def _count_tile(P, rows, n, HD, HF, HC, levels, code_hist):
         b = k * L
         for j in range(0, m, SUB):
             for u in range(SUB):
-                v = P[b + j + u]
-                HF[u * HIST_SIZE + np.int64((v >> np.uint32(16)) & np.uint32(0xFF))] += 1
-                HD[u * HIST_SIZE + np.int64(v >> np.uint32(24))] += 1
+                fb, db, c = _unpack(P[b + j + u])
+                HF[u * HIST_SIZE + fb] += 1
+                HD[u * HIST_SIZE + db] += 1
                 if HC.size:
-                    HC[(u % 4) * levels + np.int64(v & np.uint32(0xFFFF))] += 1
+                    HC[(u % 4) * levels + c] += 1
                 else:
-                    code_hist[np.int64(v & np.uint32(0xFFFF))] += 1
+                    code_hist[c] += 1
         for j in range(m, n):
-            v = P[b + j]
-            HF[np.int64((v >> np.uint32(16)) & np.uint32(0xFF))] += 1
-            HD[np.int64(v >> np.uint32(24))] += 1
+            fb, db, c = _unpack(P[b + j])
+            HF[fb] += 1
+            HD[db] += 1
             if HC.size:
-                HC[np.int64(v & np.uint32(0xFFFF))] += 1
+                HC[c] += 1
             else:
-                code_hist[np.int64(v & np.uint32(0xFFFF))] += 1
+                code_hist[c] += 1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
