@@ -589,10 +589,11 @@ def channel_chart(channels: pd.DataFrame, key: str | None, *, variants: Sequence
                              "arrayminus": _typed(smax - smin), "thickness": 1, "width": 0}
         data.append(tr)
     axes = {"xaxis": {"domain": [0.0, 1.0], "anchor": "y", "matches": "x2", "showticklabels": False},
-            "yaxis": {"domain": ydom[1], "anchor": "x", "title": {"text": "value"}},
+            "yaxis": {"domain": ydom[1], "anchor": "x", "title": {"text": "range"}},
             "xaxis2": {"domain": [0.0, 1.0], "anchor": "y2", "title": {"text": "output channel"}},
             "yaxis2": {"domain": ydom[0], "anchor": "x2", "title": {"text": "scale"}}}
-    titles = [_title("range per channel", [0.0, 1.0], ydom[1]), _title("scale per channel", [0.0, 1.0], ydom[0])]
+    # the top panel's title is its axis ("range"): the legend row above it would cover one
+    titles = [_title("scale per channel", [0.0, 1.0], ydom[0])]
     return {"data": data, "layout": _layout(
         420, key, margin={"l": 60, "r": 10, "t": 50, "b": 40}, barmode="overlay", annotations=titles,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0, "font": {"size": 11}}, **axes)}

@@ -254,6 +254,18 @@ def test_channel_chart_only_for_per_channel_tensors(tiny, tiny_weights):
     assert len(empty["data"]) == 0 and "No per-channel" in empty["layout"]["annotations"][0]["text"]
 
 
+def test_channel_chart_keeps_the_band_above_its_top_panel_for_the_legend(tiny):
+    """The legend row sits just above the top panel: no panel title may be drawn there
+    (a title there was hidden behind the legend entries)."""
+    fig = figures.channel_chart(tiny.channels, "fc1.weight", variants=["good", "coarse"])
+    lay = fig["layout"]
+    top = lay["yaxis"]["domain"][1]
+    assert lay["legend"]["y"] >= top and lay["legend"]["yanchor"] == "bottom"
+    assert not [a["text"] for a in lay.get("annotations", []) if a["y"] >= top]
+    assert lay["yaxis"]["title"]["text"] == "range"
+    assert [a["text"] for a in lay["annotations"]] == ["scale per channel"]
+
+
 def test_builders_never_mutate_inputs(tiny):
     before = [tiny.layers.copy(deep=True), tiny.histograms.copy(deep=True), tiny.channels.copy(deep=True)]
     figures.layer_range_chart(tiny.layers, variants=tiny.variants, selected="fc1.weight")
