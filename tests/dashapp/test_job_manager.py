@@ -65,3 +65,44 @@ def test_own_jobs_are_still_killed_and_reaped(tmp_path):
     assert time.perf_counter() - t < 1.5
     import psutil
     assert not psutil.pid_exists(p.pid)               # killed and reaped (no zombie left)
+
+
+def test_a_job_is_forked_only_when_no_thread_is_inside_the_jobs_store(tmp_path, monkeypatch):
+    """SQLite's process-wide mutexes: a fork while a poll was inside the store left the
+    job's copy of one locked, and the job hung at its first progress report.  The fork
+    now waits for the poll, and the poll for the fork."""
+    import threading
+
+    m = JobManager(diskcache.Cache(str(tmp_path / "d")))
+    events, inside = [], threading.Event()
+    real_get = m.handle.get
+
+    def slow_get(*args, **kwargs):                    # a poll, caught inside the store
+        events.append("poll in")
+        inside.set()
+        time.sleep(0.3)
+        events.append("poll out")
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(m.handle, "get", slow_get)
+    monkeypatch.setattr(DiskcacheManager, "call_job_fn", lambda *a: events.append("fork") or 123)
+    poll = threading.Thread(target=m.result_ready, args=("some-key",))
+    poll.start()
+    assert inside.wait(5)
+    assert m.call_job_fn("k", None, (), None) == 123
+    poll.join()
+    assert events == ["poll in", "poll out", "fork"]
+
+
+def test_the_store_lock_is_fresh_in_a_forked_child():
+    """The forking thread holds the lock: the child must not start with it taken."""
+    import os
+
+    from dashapp import job_manager
+
+    with job_manager._STORE_LOCK:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock must be free here
+            os._exit(0 if job_manager._STORE_LOCK.acquire(timeout=1) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
