@@ -160,7 +160,7 @@ def _concat(parts: list[tuple[pd.DataFrame, np.ndarray | None]], columns: list[s
             data[c] = np.concatenate([x.to_numpy() if m is None else x.to_numpy()[m] for x, m in cols])
         else:
             data[c] = pd.concat([x if m is None else x[m] for x, m in cols], ignore_index=True)
-    return pd.DataFrame(data)
+    return pd.DataFrame(data, copy=False)  # fresh arrays: not copied again into 2-D blocks
 
 
 def analyze(fp32_path: str | os.PathLike, variant_paths: Sequence[str | os.PathLike], *,

@@ -215,9 +215,9 @@ def _decode(arrays, prefix: str, meta: dict, categorical: bool = False) -> pd.Da
             s = pd.Series(pd.arrays.IntegerArray(v, arrays[f"{prefix}/{c}/m"]) if dt == "Int64"
                           else pd.arrays.BooleanArray(v, arrays[f"{prefix}/{c}/m"]))
         else:
-            s = pd.Series(v)
+            s = pd.Series(v, copy=False)
         data[c] = s
-    return pd.DataFrame(data)
+    return pd.DataFrame(data, copy=False)  # our own arrays: not copied into 2-D blocks (~50 ms at 300M)
 
 
 def _encode_frames(frames: dict[str, pd.DataFrame], extra: dict) -> dict:

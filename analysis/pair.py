@@ -111,7 +111,7 @@ class _Tables:
             "bin": np.concatenate([h[4] for h in self.hist]).astype(np.int64),
             "left": np.concatenate([h[5] for h in self.hist]),
             "right": np.concatenate([h[6] for h in self.hist]),
-            "count": np.concatenate([h[7] for h in self.hist])})[HISTOGRAM_COLUMNS]
+            "count": np.concatenate([h[7] for h in self.hist])}, copy=False)[HISTOGRAM_COLUMNS]
 
     def _channel_frame(self) -> pd.DataFrame:
         if not self.channels:
@@ -122,7 +122,7 @@ class _Tables:
                 "quant_tensor": _repeat_text([c[1] for c in self.channels], sizes)}
         for k in CHANNEL_COLUMNS[3:]:
             data[k] = np.concatenate([np.asarray(c[2][k]) for c in self.channels])
-        return pd.DataFrame(data)[CHANNEL_COLUMNS]
+        return pd.DataFrame(data, copy=False)[CHANNEL_COLUMNS]
 
 
 def _repeat_text(values: list, sizes: list[int]) -> pd.Categorical:
