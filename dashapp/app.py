@@ -44,7 +44,7 @@ def _background_manager(settings: Settings):
     """Celery + Redis when ``REDIS_URL`` is set and celery is installed, else diskcache."""
     from dash import CeleryManager
 
-    from .job_manager import JobManager  # DiskcacheManager that does not wait for other workers' jobs
+    from .job_manager import JobManager, LockedCache  # see job_manager: other workers' jobs, forks
     if settings.redis_url:
         try:
             from celery import Celery
@@ -54,10 +54,9 @@ def _background_manager(settings: Settings):
         else:
             celery = Celery(__name__, broker=settings.redis_url, backend=settings.redis_url)
             return CeleryManager(celery, cache_by=[_job_nonce], expire=_JOB_RESULT_TTL), celery
-    import diskcache
     from analysis.cache import cache_dir
     jobs = settings.jobs_dir or (cache_dir() / "dash-jobs")
-    return JobManager(diskcache.Cache(str(jobs)), cache_by=[_job_nonce], expire=_JOB_RESULT_TTL), None
+    return JobManager(LockedCache(str(jobs)), cache_by=[_job_nonce], expire=_JOB_RESULT_TTL), None
 
 
 def create_app(model_dir=None) -> Dash:

@@ -12,21 +12,25 @@ Here a worker waits only for its own children, and reaps its finished ones.
 A job is forked from a server with threads, and SQLite keeps process-wide mutexes: a job
 forked while another thread was inside SQLite (a poll reading the jobs store) inherited
 one of them locked and hung for ever at its first progress report, in ``sqlite3.connect``
-(seen in CI: the page polled an analysis of 320 tiny layers for 90 s).  So every use of
-the jobs store in this process, and every fork, holds one lock (:data:`_STORE_LOCK`).
+(seen in CI: the page polled an analysis of 320 tiny layers for 90 s).  So each fork, and
+everything this process does in SQLite, holds one lock (:data:`_STORE_LOCK`).  The store
+takes it itself (:class:`LockedCache`, where diskcache reaches its connection), not the
+manager's methods: Dash's manager and the job use the ``diskcache.Cache`` handle directly,
+in more places than a list of methods would keep up with.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import threading
 
+import diskcache
 from dash import DiskcacheManager
 
-__all__ = ["JobManager"]
+__all__ = ["JobManager", "LockedCache"]
 
-#: Held around each use of the jobs store and each fork of a job (see the module docstring).
+#: Held by every use of SQLite through a :class:`LockedCache` and by each fork of a job.
 _STORE_LOCK = threading.RLock()
 
 
@@ -38,29 +42,99 @@ def _new_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-def _serialised(name: str):
-    """``DiskcacheManager.<name>`` run under :data:`_STORE_LOCK`."""
-    base = getattr(DiskcacheManager, name)
+class _Closer:
+    """Closes a thread's connection under the lock when that thread's locals go (the
+    thread ended, or the cache was dropped): it holds the last reference to it."""
 
-    @functools.wraps(base)
-    def method(self, *args, **kwargs):
+    __slots__ = ("con", "pid")
+
+    def __init__(self, con):
+        self.con, self.pid = con, os.getpid()
+
+    def __del__(self):
+        if os.getpid() == self.pid:  # a fork's copy is left to diskcache, as before
+            with _STORE_LOCK:
+                self.con.close()
+
+
+class LockedCache(diskcache.Cache):
+    """``diskcache.Cache`` that holds :data:`_STORE_LOCK` whenever it is inside SQLite.
+
+    diskcache (5.6) reaches SQLite only through its per-thread connection: ``_con`` (opens
+    it, sets its pragmas), ``_sql`` (its ``execute``: every statement, ``_sql_retry``
+    too), ``_transact`` (``BEGIN IMMEDIATE`` ... ``COMMIT``: ``transact`` and every write)
+    and ``close``.  Taking the lock there covers every public method, present and future.
+    A statement is run to its last row under the lock (fetching steps SQLite too), and a
+    transaction holds it from ``BEGIN`` to ``COMMIT``: a thread never waits inside SQLite,
+    lock in hand, for a write lock held by a thread of this process waiting for it.  A
+    thread's connection is also closed under the lock when the thread ends.
+    """
+
+    @property
+    def _con(self):
         with _STORE_LOCK:
-            return base(self, *args, **kwargs)
-    return method
+            con = super()._con
+            closer = getattr(self._local, "closer", None)
+            if closer is None or closer.con is not con:
+                self._local.closer = _Closer(con)
+            return con
+
+    @property
+    def _sql(self):
+        execute = self._con.execute
+
+        def locked_execute(*args, **kwargs):
+            with _STORE_LOCK:
+                cursor = execute(*args, **kwargs)
+                try:
+                    return _Rows(cursor.fetchall(), cursor)
+                finally:
+                    cursor.close()
+        return locked_execute
+
+    @contextlib.contextmanager
+    def _transact(self, retry=False, filename=None):
+        with _STORE_LOCK, super()._transact(retry=retry, filename=filename) as txn:
+            yield txn
+
+    def close(self):
+        with _STORE_LOCK:
+            super().close()
+            with contextlib.suppress(AttributeError):
+                delattr(self._local, "closer")
+
+
+class _Rows(list):
+    """A finished statement's rows, read as diskcache reads a cursor (``fetchall``)."""
+
+    def __init__(self, rows, cursor):
+        super().__init__(rows)
+        self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid
+
+    def fetchall(self):
+        return list(self)
+
+    def fetchone(self):
+        return self[0] if self else None
 
 
 class JobManager(DiskcacheManager):
     """``DiskcacheManager`` whose :meth:`terminate_job` never waits for another
-    process's child."""
+    process's child, and whose forks wait for every thread to leave SQLite.
 
-    terminate_unhealthy_job = _serialised("terminate_unhealthy_job")
-    job_running = _serialised("job_running")
-    clear_cache_entry = _serialised("clear_cache_entry")
-    get_or_create_signing_secret = _serialised("get_or_create_signing_secret")
-    get_progress = _serialised("get_progress")
-    result_ready = _serialised("result_ready")
-    get_result = _serialised("get_result")
-    get_updated_props = _serialised("get_updated_props")
+    ``cache`` must be a :class:`LockedCache` (default: a new one in a temporary folder):
+    a plain ``diskcache.Cache`` raises ``TypeError`` rather than being silently reopened,
+    since its other users (anything already holding it) would still bypass the lock.
+    """
+
+    def __init__(self, cache=None, cache_by=None, expire=None):
+        if cache is None:
+            cache = LockedCache()
+        elif not isinstance(cache, LockedCache):
+            raise TypeError(f"JobManager needs a dashapp.job_manager.LockedCache, not "
+                            f"{type(cache).__module__}.{type(cache).__qualname__}: a job "
+                            "forked while another thread is inside SQLite can hang")
+        super().__init__(cache, cache_by=cache_by, expire=expire)
 
     def terminate_job(self, job):
         import psutil
@@ -68,7 +142,7 @@ class JobManager(DiskcacheManager):
         if job is None:
             return
         job = int(job)
-        with _STORE_LOCK, self.handle.transact():
+        with self.handle.transact():  # as Dash: one killer at a time (holds _STORE_LOCK too)
             if psutil.pid_exists(job):
                 try:
                     process = psutil.Process(job)
