@@ -4,12 +4,19 @@ Ids are checked against the catalogue (unknown ids give a :class:`SelectionError
 message for the user).  :func:`analysis.analyze` caches its tables on disk; on top of it
 a small bounded LRU keeps the last few loaded results in memory.  Those are read-only:
 callbacks only slice them through :mod:`analysis.views`.
+
+Loading is locked per result, never process-wide: one slow load (a large model read from
+the disk cache, or waiting for another process that is computing it) used to hold one lock
+that every callback of every user took first, so all of them stalled behind it.  A
+background job is forked from this threaded process: its copy of the locks is renewed, as a
+lock held by another thread at the fork would never be released in the child.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -34,8 +41,14 @@ class Results:
         self.catalogue = catalogue
         self._max = max_entries
         self._lru: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()      # guards _lru and _loading, held only briefly
+        self._loading: dict = {}           # key -> Lock: concurrent callbacks load one result once
+        _INSTANCES.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Fresh locks in a forked job: the parent's threads that held them are not here."""
         self._lock = threading.Lock()
-        self._load_lock = threading.Lock()  # concurrent callbacks load one result once
+        self._loading = {}
 
     def resolve(self, ref_id, variant_ids) -> tuple[ModelEntry, list[ModelEntry]]:
         """Entries for the ids, or :class:`SelectionError`."""
@@ -73,20 +86,35 @@ class Results:
         """Analyse (or load from the disk cache) and remember the result."""
         ref, variants = self.resolve(ref_id, variant_ids)
         key = self._key(ref, variants)
-        with self._load_lock:
-            with self._lock:
-                hit = self._lru.get(key)
-                if hit is not None:
-                    self._lru.move_to_end(key)
-                    return hit
-            result = analysis.analyze(ref.path, [v.path for v in variants],
-                                      labels=[v.label for v in variants], progress=progress)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
         with self._lock:
-            self._lru[key] = result
-            self._lru.move_to_end(key)
-            while len(self._lru) > self._max:
-                self._lru.popitem(last=False)
-        return result
+            loading = self._loading.setdefault(key, threading.Lock())
+        try:
+            with loading:  # only callbacks wanting this very result wait here
+                hit = self._cached(key)  # loaded by the thread we waited for
+                if hit is not None:
+                    return hit
+                result = analysis.analyze(ref.path, [v.path for v in variants],
+                                          labels=[v.label for v in variants], progress=progress)
+                with self._lock:
+                    self._lru[key] = result
+                    self._lru.move_to_end(key)
+                    while len(self._lru) > self._max:
+                        self._lru.popitem(last=False)
+                return result
+        finally:
+            with self._lock:
+                if self._loading.get(key) is loading and not loading.locked():
+                    del self._loading[key]  # the last waiter out; a later miss makes a new one
+
+    def _cached(self, key):
+        with self._lock:
+            hit = self._lru.get(key)
+            if hit is not None:
+                self._lru.move_to_end(key)
+            return hit
 
     def get(self, ref_id, variant_ids) -> analysis.Analysis:
         """Same as :meth:`run` without progress (the views' entry point)."""
@@ -98,3 +126,14 @@ class Results:
             st = os.stat(e.path)
             return (e.id, st.st_size, st.st_mtime_ns)
         return (sig(ref), tuple(sig(v) for v in variants))
+
+
+_INSTANCES: "weakref.WeakSet[Results]" = weakref.WeakSet()
+
+
+def _renew_locks_in_child() -> None:
+    for r in list(_INSTANCES):
+        r._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_renew_locks_in_child)
