@@ -87,7 +87,7 @@ class LockedCache(diskcache.Cache):
             with _STORE_LOCK:
                 cursor = execute(*args, **kwargs)
                 try:
-                    return _Rows(cursor.fetchall(), cursor)
+                    return _Rows(cursor.fetchall())
                 finally:
                     cursor.close()
         return locked_execute
@@ -105,17 +105,11 @@ class LockedCache(diskcache.Cache):
 
 
 class _Rows(list):
-    """A finished statement's rows, read as diskcache reads a cursor (``fetchall``)."""
-
-    def __init__(self, rows, cursor):
-        super().__init__(rows)
-        self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid
+    """A finished statement's rows, read as diskcache reads a cursor: it only ever
+    calls ``fetchall()`` on what ``_sql`` returns."""
 
     def fetchall(self):
         return list(self)
-
-    def fetchone(self):
-        return self[0] if self else None
 
 
 class JobManager(DiskcacheManager):
