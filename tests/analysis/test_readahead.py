@@ -1,0 +1,112 @@
+"""The read-ahead thread: order, the byte budget, errors, and stopping early."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import CancelledError
+
+import pytest
+
+from analysis.readahead import ReadAhead
+
+
+def _wait_for(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.005)
+
+
+def test_results_in_order_read_once_in_another_thread():
+    seen = []
+
+    def read(x):
+        seen.append((x, threading.get_ident()))
+        return x * x
+
+    with ReadAhead(range(20), read, lambda x: 1, budget=4) as ra:
+        got = []
+        for i in range(20):
+            got.append(ra.get(i))
+            ra.release(i)
+    assert got == [i * i for i in range(20)]
+    assert [x for x, _ in seen] == list(range(20))
+    assert {t for _, t in seen} != {threading.get_ident()}
+
+
+def test_reader_stays_within_budget():
+    read = []
+    with ReadAhead(range(6), lambda x: read.append(x) or x, lambda x: 10, budget=25) as ra:
+        assert ra.get(0) == 0
+        _wait_for(lambda: len(read) == 2)
+        time.sleep(0.2)  # item 2 (10 more bytes) would make 30 > 25: it must wait
+        assert read == [0, 1]
+        ra.release(0)
+        _wait_for(lambda: len(read) == 3)
+        time.sleep(0.1)
+        assert read == [0, 1, 2]
+        for i in range(1, 6):
+            assert ra.get(i) == i
+            ra.release(i)
+    assert read == list(range(6))
+
+
+def test_item_larger_than_budget_is_read_when_nothing_is_held():
+    read = []
+    with ReadAhead(["a", "big", "c"], lambda x: read.append(x) or x.upper(),
+                   lambda x: 100 if x == "big" else 1, budget=10) as ra:
+        assert ra.get(0) == "A"
+        time.sleep(0.1)
+        assert read == ["a"]  # "a" still held: "big" does not fit beside it
+        ra.release(0)
+        assert ra.get(1) == "BIG"
+        ra.release(1)
+        assert ra.get(2) == "C"
+        ra.release(2)
+
+
+def test_error_goes_to_the_worker_of_that_item_only():
+    def read(x):
+        if x == 1:
+            raise ValueError("bad item 1")
+        return x
+
+    with ReadAhead(range(3), read, lambda x: 1, budget=10) as ra:
+        assert ra.get(0) == 0
+        with pytest.raises(ValueError, match="bad item 1"):
+            ra.get(1)
+        assert ra.get(2) == 2
+
+
+def test_close_with_items_left_does_not_hang():
+    read = []
+    ra = ReadAhead(range(100), lambda x: read.append(x) or x, lambda x: 10, budget=10)
+    assert ra.get(0) == 0  # never released: the reader is blocked on the budget
+    t = threading.Thread(target=ra.close)
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
+    assert read == [0]
+    with pytest.raises(CancelledError):
+        ra.get(1)
+
+
+def test_worker_failure_inside_pool_still_ends_the_reader():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(i, ra):
+        try:
+            v = ra.get(i)
+            if v == 3:
+                raise RuntimeError("worker failed")
+            return v
+        finally:
+            ra.release(i)
+
+    with pytest.raises(RuntimeError, match="worker failed"):
+        with ReadAhead(range(8), lambda x: x, lambda x: 1, budget=2) as ra, \
+                ThreadPoolExecutor(2) as pool:
+            list(pool.map(run, range(8), [ra] * 8))
+    assert not ra._thread.is_alive()
