@@ -2,8 +2,9 @@
 
 Walks the FP32 weights in graph order, reading each FP32 tensor once and every
 quantized tensor matched to it once, and produces the variant's rows of the
-layers, channels and histograms tables.  Only one tensor's arrays are alive at
-a time.
+layers, channels and histograms tables.  Only the tensors being measured, and
+at most ``READ_AHEAD_BYTES`` of FP32 weights mapped ahead of them, are alive at a
+time.
 """
 
 from __future__ import annotations
@@ -333,10 +334,7 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
         with np.errstate(all="ignore"):  # per thread: invalid parameters are columns, not warnings
             if i >= len(fws):
                 return one_orphan(orphans[i - len(fws)])
-            try:
-                return one_weight(fws[i], *ra.get(i))
-            finally:
-                ra.release(i)
+            return one_weight(fws[i], *ra.get(i))
 
     # One thread reads the FP32 weights in file order (see analysis.readahead); the kernels
     # release the GIL, so tensors are measured on several cores; results are kept in order.
@@ -351,10 +349,10 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
     return PairResult(layers, channels, hist, problems)
 
 
-#: FP32 bytes the read-ahead thread may hold beyond what the workers have measured
-#: (300M QDQ pair, cold, alternating runs: 64 MiB took the cold analysis from 1.19-1.49 s
-#: to 1.05-1.31 s; 96-160 MiB were no faster and raised the peak RSS by 10-60 MB).
-READ_AHEAD_BYTES = 64 << 20
+#: FP32 bytes the read-ahead thread may hold beyond the tensors the workers measure
+#: (each worker holds one at a time).  A larger budget raises the peak RSS, which
+#: counts mapped pages, by as much.
+READ_AHEAD_BYTES = 32 << 20
 
 
 def _threads() -> int:

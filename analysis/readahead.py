@@ -4,9 +4,9 @@ A cold analysis is bound by the disk.  When every worker thread faults in its ow
 tensor, the disk sees two interleaved streams and the cores wait on it in turn; when
 one thread reads the FP32 weights in file order (and takes their min / max, which
 needs no more than the read) and the workers only measure what it has read, the
-disk sees one sequential stream and the cores compute meanwhile.  The budget keeps
-what is read but not yet measured small: memory-mapped pages count in the
-process's resident set.
+disk sees one sequential stream and the cores compute meanwhile.  The budget bounds
+what is read but not yet taken by a worker (memory-mapped pages count in the
+process's resident set); what the workers are measuring is bounded by their number.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["ReadAhead"]
 
 
 class ReadAhead:
-    """Run ``read(item)`` for ``items`` in order in one thread, ``budget`` bytes ahead.
+    """Run ``read(item)`` for ``items`` in order in one thread, ``budget`` bytes ahead of the workers.
 
     Parameters
     ----------
@@ -28,17 +28,16 @@ class ReadAhead:
     read : callable
         ``read(item)``; its result (or exception) is handed to :meth:`get`.
     size : callable
-        ``size(item)``: bytes the result holds until :meth:`release`.
+        ``size(item)``: bytes its result holds.
     budget : int
-        Bytes of results read but not yet released.  One item is always read when
-        nothing is outstanding, however large.
+        Bytes of results read but not yet taken by :meth:`get`.  One item is always
+        read when nothing is waiting, however large.
 
     Notes
     -----
-    Workers call ``get(i)`` then ``release(i)`` for each ``i`` they take, in any order
-    of threads but with every ``i`` taken eventually, or :meth:`close` is called; the
-    reader never waits on a worker otherwise.  Use it as a context manager so that the
-    thread ends even when a worker fails.
+    Workers call ``get(i)`` once for each ``i``, every ``i`` eventually, or
+    :meth:`close` is called: the reader waits for nothing else.  Use it as a context
+    manager so that the thread ends even when a worker fails.
 
     Examples
     --------
@@ -46,7 +45,6 @@ class ReadAhead:
     >>> with ReadAhead([1, 2, 3], lambda x: x * 10, lambda x: 8, budget=16) as ra:
     ...     for i in range(3):
     ...         out.append(ra.get(i))
-    ...         ra.release(i)
     >>> out
     [10, 20, 30]
     """
@@ -80,16 +78,17 @@ class ReadAhead:
                 f.cancel()
 
     def get(self, i: int):
-        """The result of item ``i`` (waits for the reader; raises what ``read`` raised)."""
-        return self._futures[i].result()
-
-    def release(self, i: int) -> None:
-        """Item ``i`` is measured: its bytes leave the budget and its result is dropped."""
-        with self._cv:
-            self._used -= self._sizes[i]
-            self._sizes[i] = 0
-            self._futures[i] = _DONE
-            self._cv.notify_all()
+        """Take the result of item ``i``: waits for the reader, raises what ``read`` raised,
+        and frees its bytes for the reader (the caller holds the result from now on)."""
+        fut = self._futures[i]
+        try:
+            return fut.result()
+        finally:
+            with self._cv:
+                self._used -= self._sizes[i]
+                self._sizes[i] = 0
+                self._futures[i] = _TAKEN
+                self._cv.notify_all()
 
     def close(self) -> None:
         """Stop reading and wait for the reader thread."""
@@ -105,5 +104,5 @@ class ReadAhead:
         self.close()
 
 
-_DONE: Future = Future()
-_DONE.cancel()
+_TAKEN: Future = Future()
+_TAKEN.set_exception(RuntimeError("read-ahead item already taken"))

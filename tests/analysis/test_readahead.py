@@ -30,41 +30,43 @@ def test_results_in_order_read_once_in_another_thread():
         got = []
         for i in range(20):
             got.append(ra.get(i))
-            ra.release(i)
     assert got == [i * i for i in range(20)]
     assert [x for x, _ in seen] == list(range(20))
     assert {t for _, t in seen} != {threading.get_ident()}
 
 
-def test_reader_stays_within_budget():
+def test_reader_stays_within_budget_of_items_not_taken():
     read = []
     with ReadAhead(range(6), lambda x: read.append(x) or x, lambda x: 10, budget=25) as ra:
-        assert ra.get(0) == 0
         _wait_for(lambda: len(read) == 2)
         time.sleep(0.2)  # item 2 (10 more bytes) would make 30 > 25: it must wait
         assert read == [0, 1]
-        ra.release(0)
+        assert ra.get(0) == 0  # taken: its bytes leave the budget
         _wait_for(lambda: len(read) == 3)
         time.sleep(0.1)
         assert read == [0, 1, 2]
         for i in range(1, 6):
             assert ra.get(i) == i
-            ra.release(i)
     assert read == list(range(6))
 
 
-def test_item_larger_than_budget_is_read_when_nothing_is_held():
+def test_taken_item_cannot_be_taken_twice():
+    with ReadAhead([1], lambda x: x, lambda x: 1, budget=1) as ra:
+        assert ra.get(0) == 1
+        with pytest.raises(RuntimeError, match="already taken"):
+            ra.get(0)
+
+
+def test_item_larger_than_budget_is_read_when_nothing_is_waiting():
     read = []
     with ReadAhead(["a", "big", "c"], lambda x: read.append(x) or x.upper(),
                    lambda x: 100 if x == "big" else 1, budget=10) as ra:
-        assert ra.get(0) == "A"
+        _wait_for(lambda: len(read) == 1)
         time.sleep(0.1)
-        assert read == ["a"]  # "a" still held: "big" does not fit beside it
-        ra.release(0)
+        assert read == ["a"]  # "a" not taken yet: "big" does not fit beside it
+        assert ra.get(0) == "A"
         assert ra.get(1) == "BIG"
-        ra.release(1)
         assert ra.get(2) == "C"
-        ra.release(2)
 
 
 def test_error_goes_to_the_worker_of_that_item_only():
@@ -83,7 +85,7 @@ def test_error_goes_to_the_worker_of_that_item_only():
 def test_close_with_items_left_does_not_hang():
     read = []
     ra = ReadAhead(range(100), lambda x: read.append(x) or x, lambda x: 10, budget=10)
-    assert ra.get(0) == 0  # never released: the reader is blocked on the budget
+    _wait_for(lambda: len(read) == 1)  # 0 is never taken: the reader is blocked on the budget
     t = threading.Thread(target=ra.close)
     t.start()
     t.join(10)
@@ -97,13 +99,10 @@ def test_worker_failure_inside_pool_still_ends_the_reader():
     from concurrent.futures import ThreadPoolExecutor
 
     def run(i, ra):
-        try:
-            v = ra.get(i)
-            if v == 3:
-                raise RuntimeError("worker failed")
-            return v
-        finally:
-            ra.release(i)
+        v = ra.get(i)
+        if v == 3:
+            raise RuntimeError("worker failed")
+        return v
 
     with pytest.raises(RuntimeError, match="worker failed"):
         with ReadAhead(range(8), lambda x: x, lambda x: 1, budget=2) as ra, \
