@@ -93,8 +93,8 @@ _CATEGORICAL = ("channels", "histograms")
 
 def _pair(fp32: ModelGraph, fp32_path, vpath, label, use_cache, progress):
     def compute():
-        variant = load_model(vpath)
-        r = analyze_pair(fp32(), variant, label, progress)
+        # the variant is parsed while the FP32 weights are already being read
+        r = analyze_pair(fp32(), lambda: load_model(vpath), label, progress)
         return {"layers": r.layers, "channels": r.channels, "histograms": r.histograms}, r.problems
 
     if not use_cache:
@@ -136,6 +136,8 @@ def _concat(parts: list[tuple[pd.DataFrame, np.ndarray | None]], columns: list[s
     full = [(p, m) for p, m in parts if (len(p) if m is None else m.any())]
     if not full:
         return parts[0][0].iloc[0:0][columns].reset_index(drop=True)
+    if len(full) == 1 and full[0][1] is None:  # one variant's channels: nothing to join or copy
+        return full[0][0][columns].reset_index(drop=True)
     data = {}
     for c in columns:
         cols = [(p[c], m) for p, m in full]

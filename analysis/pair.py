@@ -13,6 +13,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -249,13 +250,16 @@ def _add_fp32_hist(tab: _Tables, name: str, grid: Grid, hist: np.ndarray) -> Non
     tab.add_hist(name, "", "fp32", left, right, hist[nz[0]:nz[-1] + 1], bins)
 
 
-def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
+def analyze_pair(fp32: ModelGraph, variant: ModelGraph | Callable[[], ModelGraph], label: str,
                  progress: Callable[[int, int], None] | None = None) -> PairResult:
     """Tables of one variant against the FP32 reference.
 
     Parameters
     ----------
-    fp32, variant : ModelGraph
+    fp32 : ModelGraph
+    variant : ModelGraph or callable
+        The variant, or a function that loads it: it is then loaded while the FP32
+        weights are already being read.
     label : str
         The variant's name in every table.
     progress : callable, optional
@@ -266,6 +270,27 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
     PairResult
     """
     weights = float_weights(fp32)
+    fws = list(weights.values())
+    # One thread reads the FP32 weights in file order from now on (see analysis.readahead).
+    with ReadAhead(fws, partial(_read_weight, fp32), lambda fw: fw.numel * 4, READ_AHEAD_BYTES) as ra:
+        return _measure_pair(fp32, variant() if callable(variant) else variant, label, progress,
+                             weights, ra)
+
+
+def _read_weight(fp32: ModelGraph, fw: FloatWeight) -> tuple:
+    """Map one FP32 weight and take its range: ``(w, error, stats, grid)``."""
+    try:
+        w = np.asarray(fp32.array(fw.name), np.float32)
+    except QuantLensError as e:
+        return None, str(e), *_fp32_range(None)
+    with np.errstate(all="ignore"):
+        return w, None, *_fp32_range(w)
+
+
+def _measure_pair(fp32: ModelGraph, variant: ModelGraph, label: str, progress, weights: dict,
+                  ra: ReadAhead) -> PairResult:
+    """Match the variant to the FP32 weights and measure every pair the reader hands over."""
+    fws = list(weights.values())
     vweights = float_weights(variant)
     qts, unread = find_quantized(variant)
     problems = [*(f"FP32 model: {w}" for w in fp32.warnings), *variant.warnings, *unread]
@@ -281,15 +306,6 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
         by_fp32.setdefault(m.fp32_name, []).append(m)
     tab = _Tables(label)
     total = len(weights) + len(by_fp32.get(None, []))
-
-    def read_weight(fw: FloatWeight) -> tuple:
-        """Map one FP32 weight and take its range (in the read-ahead thread)."""
-        try:
-            w = np.asarray(fp32.array(fw.name), np.float32)
-        except QuantLensError as e:
-            return None, str(e), *_fp32_range(None)
-        with np.errstate(all="ignore"):
-            return w, None, *_fp32_range(w)
 
     def one_weight(fw: FloatWeight, w, fp_err, stats, grid) -> tuple[_Tables, list]:
         """Rows of one FP32 weight, read once: measure every tensor matched to it."""
@@ -327,7 +343,6 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
             return part, [f"'{m.qt.name}': {e}"]
         return part, []
 
-    fws = list(weights.values())
     orphans = by_fp32.get(None, [])
 
     def run(i: int, ra: ReadAhead) -> tuple[_Tables, list]:
@@ -336,10 +351,8 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph, label: str,
                 return one_orphan(orphans[i - len(fws)])
             return one_weight(fws[i], *ra.get(i))
 
-    # One thread reads the FP32 weights in file order (see analysis.readahead); the kernels
-    # release the GIL, so tensors are measured on several cores; results are kept in order.
-    with ReadAhead(fws, read_weight, lambda fw: fw.numel * 4, READ_AHEAD_BYTES) as ra, \
-            ThreadPoolExecutor(max_workers=_threads()) as pool:
+    # The kernels release the GIL: tensors are measured on several cores, results kept in order.
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
         for done, (part, probs) in enumerate(pool.map(run, range(total), [ra] * total), 1):
             tab.merge(part)
             problems.extend(probs)

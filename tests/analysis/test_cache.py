@@ -111,3 +111,17 @@ def test_entry_bigger_than_the_bound_is_still_kept(monkeypatch):
     assert left == {"big"}
     frames, _ = cache.load_entry("big")
     assert len(frames["layers"]) == 50_000
+
+
+def test_one_variant_tables_match_the_general_join(sample_models):
+    """One variant's channels skip the join: the result must equal the join of its halves."""
+    from analysis.api import _concat
+    from analysis.schema import CHANNEL_COLUMNS
+
+    fp32, variants = sample_models
+    ch = analyze(fp32, variants[:1], cache=False).channels
+    assert len(ch) > 10
+    k = len(ch) // 2
+    joined = _concat([(ch.iloc[:k], None), (ch.iloc[k:], None)], CHANNEL_COLUMNS)
+    pd.testing.assert_frame_equal(_concat([(ch, None)], CHANNEL_COLUMNS), joined, check_dtype=True)
+    pd.testing.assert_frame_equal(ch, joined, check_dtype=True)

@@ -109,3 +109,46 @@ def test_worker_failure_inside_pool_still_ends_the_reader():
                 ThreadPoolExecutor(2) as pool:
             list(pool.map(run, range(8), [ra] * 8))
     assert not ra._thread.is_alive()
+
+
+def test_analyze_pair_loads_the_variant_while_the_fp32_weights_are_read(sample_models, monkeypatch):
+    """The variant loader runs after the reader has started on the FP32 weights, and the
+    tables are those of an analysis given the loaded variant."""
+    import pandas as pd
+
+    import analysis.pair as pair
+    from analysis.model import load_model
+
+    fp32_path, variants = sample_models
+    fp32 = load_model(fp32_path)
+    started = []
+    real = pair._read_weight
+    monkeypatch.setattr(pair, "_read_weight", lambda m, fw: started.append(fw.name) or real(m, fw))
+
+    def loader():
+        _wait_for(lambda: len(started) > 0)
+        return load_model(variants[0])
+
+    lazy = pair.analyze_pair(fp32, loader, "v")
+    eager = pair.analyze_pair(fp32, load_model(variants[0]), "v")
+    for a, b in ((lazy.layers, eager.layers), (lazy.channels, eager.channels),
+                 (lazy.histograms, eager.histograms)):
+        pd.testing.assert_frame_equal(a, b)
+    assert lazy.problems == eager.problems
+
+
+def test_analyze_pair_stops_the_reader_when_the_variant_cannot_be_loaded(sample_models):
+    import threading as th
+
+    import analysis.pair as pair
+    from analysis.errors import ModelLoadError
+    from analysis.model import load_model
+
+    fp32 = load_model(sample_models[0])
+
+    def loader():
+        raise ModelLoadError("variant is broken")
+
+    with pytest.raises(ModelLoadError, match="variant is broken"):
+        pair.analyze_pair(fp32, loader, "v")
+    assert not [t for t in th.enumerate() if t.name == "quantlens-readahead"]
