@@ -23,7 +23,7 @@ from .diagnostics import diagnose
 from .errors import QuantLensError
 from .extract import find_quantized
 from .histograms import MAX_EXTRA_BINS, Grid, make_grid
-from .kernels import HIST_SIZE, fp32_hist
+from .kernels import HIST_SIZE, fp32_hist, frozen
 from .metrics import fp32_stats
 from .match import Match, match_variant
 from .model import ModelGraph
@@ -330,7 +330,7 @@ def _measure_pair(fp32: ModelGraph, variant: ModelGraph, label: str, progress, w
                 probs.append(f"'{m.qt.name}': {e}")
                 _unreadable_row(part, fw, m.qt, stats, f"the quantized tensor could not be read: {e}")
         if not fp_done:
-            fp32_hist(np.ascontiguousarray(w, np.float32).reshape(-1), grid.origin, grid.inv, fp_hist)
+            fp32_hist(frozen(np.ascontiguousarray(w, np.float32).reshape(-1)), grid.origin, grid.inv, fp_hist)
         if w is not None:
             _add_fp32_hist(part, fw.name, grid, fp_hist)
         return part, probs

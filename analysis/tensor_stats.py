@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .histograms import CODE_BINS, MAX_EXTRA_BINS, Grid, code_histogram, value_histogram
-from .kernels import (ACC, HIST_SIZE, LANES, fast_column, fast_runs, fused_stats, plan,
+from .kernels import (ACC, HIST_SIZE, LANES, fast_column, fast_runs, frozen, fused_stats, plan,
                       runs_supported, table_to_hist)
 from .metrics import _levels_available, channel_metrics, fp32_stats, sqnr_db, tensor_metrics
 from .quant_tensor import Decoded, dequantize
@@ -91,8 +91,8 @@ def measure(w: np.ndarray, d: Decoded, qrange, grid: Grid, known: dict | None = 
     nch = nch if d.channel_axes else 0
     if not runs_supported(pstr, pblk, cstr, nch > 0):
         return measure_numpy(w, d, qrange, grid)
-    w3 = np.ascontiguousarray(w, dtype=np.float32).reshape(vshape)
-    q3 = np.ascontiguousarray(d.q).reshape(vshape)
+    w3 = frozen(np.ascontiguousarray(w, dtype=np.float32).reshape(vshape))
+    q3 = frozen(np.ascontiguousarray(d.q).reshape(vshape))
     scale = np.ascontiguousarray(d.scale, dtype=np.float32).reshape(-1)
     zp = np.ascontiguousarray(d.zero_point, dtype=np.int64).reshape(-1)
     half = np.abs(scale) * np.float32(0.5 * (1 + 1e-3)) + np.float32(1e-30)

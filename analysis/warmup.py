@@ -23,7 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .histograms import make_grid
-from .kernels import HIST_SIZE, fp32_hist
+from .kernels import HIST_SIZE, fp32_hist, frozen
 from .metrics import fp32_stats
 from .quant_tensor import TYPE_RANGES, Decoded
 from .tensor_stats import measure
@@ -50,21 +50,16 @@ def warm_up() -> None:
                 (np.full((2, n), 0.01, np.float32), np.zeros((2, n), np.int64), 0, b, (1,)),
                 (np.full((n, 2), 0.01, np.float32), np.zeros((n, 2), np.int64), 1, b, (0,)),
             ]
-            # read-only too: memory-mapped and frombuffer tensors are, and numba compiles
-            # (or loads) a separate specialisation for them
-            qr = q.copy()
-            qr.setflags(write=False)
+            # writable inputs only: measure() passes every tensor to the kernels read-only
+            # (analysis.kernels.frozen), whatever it was given
             for ww in (w, np.where(w > 0.9, np.nan, w).astype(np.float32)):
-                wr = ww.copy()
-                wr.setflags(write=False)
                 known = fp32_stats(ww)
                 grid = make_grid(known["fp32_min"], known["fp32_max"])
-                for a in (ww, wr):  # weights left in float: FP32 histogram alone
-                    fp32_hist(a.reshape(-1), grid.origin, grid.inv, np.zeros(HIST_SIZE, np.int64))
+                # weights left in float: FP32 histogram alone
+                fp32_hist(frozen(ww.reshape(-1)), grid.origin, grid.inv, np.zeros(HIST_SIZE, np.int64))
                 for s, z, ba, bs, ch in layouts:
-                    for a, c in ((ww, q), (wr, qr), (wr, q), (ww, qr)):
-                        measure(a, Decoded(c, s, z, ba, bs, ch), (lo, hi), grid, known,
-                                np.zeros(HIST_SIZE, np.int64))
+                    measure(ww, Decoded(q, s, z, ba, bs, ch), (lo, hi), grid, known,
+                            np.zeros(HIST_SIZE, np.int64))
     _warm_pipeline()
     gc.collect()
     gc.freeze()

@@ -217,3 +217,39 @@ def test_warm_up_covers_every_kernel_specialisation_the_samples_use(sample_model
     analyze(fp32, variants, cache=False)
     new = {n: set(f.signatures) - before[n] for n, f in disp.items() if set(f.signatures) - before[n]}
     assert not new, new
+
+
+def test_kernels_are_handed_read_only_tensors_whatever_the_input(rng, monkeypatch, sample_models):
+    """Numba compiles one specialisation per writability of each array argument:
+    measure() and the FP32 histogram pass tensors read-only, so the writable variants
+    are never built nor loaded (warm_up holds 15 specialisations, not 52)."""
+    import analysis.pair as pair
+    import analysis.tensor_stats as ts
+    from analysis import analyze
+
+    seen = []
+
+    def spy(name, f, n_tensors):
+        def g(*a):
+            seen.append((name, [a[i].flags.writeable for i in range(n_tensors)]))
+            return f(*a)
+        return g
+
+    for name in ("fast_column", "fast_runs", "fused_stats"):
+        monkeypatch.setattr(ts, name, spy(name, getattr(ts, name), 2))
+    monkeypatch.setattr(pair, "fp32_hist", spy("fp32_hist", pair.fp32_hist, 1))
+    # writable inputs (np.ones / rng arrays are) through each kernel path
+    w = rng.normal(0, 0.1, (256, 128)).astype(np.float32)
+    grid = make_grid(float(w.min()), float(w.max()))
+    q = np.clip(np.round(w / 0.002), -127, 127).astype(np.int8)
+    assert w.flags.writeable and q.flags.writeable
+    col = Decoded(q, np.full((1, 128), 0.002, np.float32), np.zeros((1, 128), np.int64), None, None, (1,))
+    row = Decoded(q, np.full((256, 1), 0.002, np.float32), np.zeros((256, 1), np.int64), None, None, (0,))
+    small = Decoded(q[:4, :4].copy(), np.float32(0.002), np.int64(0), None, None, ())
+    for d, ww in ((col, w), (row, w), (small, w[:4, :4].copy())):
+        measure(ww, d, (-128, 127), grid, fp32_stats(ww), np.zeros(HIST_SIZE, np.int64))
+    fp32, variants = sample_models
+    analyze(fp32, [variants[2]], cache=False)  # dynamic: biases left in float get fp32_hist
+    names = {n for n, _ in seen}
+    assert {"fast_column", "fast_runs", "fused_stats", "fp32_hist"} <= names, names
+    assert all(not any(flags) for _, flags in seen), [s for s in seen if any(s[1])]
