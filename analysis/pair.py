@@ -32,7 +32,7 @@ from .readahead import ReadAhead
 from .roles import QUANTIZABLE_OPS
 from .tensor_stats import measure
 from .schema import CHANNEL_COLUMNS, HISTOGRAM_COLUMNS, LAYER_COLUMNS
-from .tensors import dtype_name, tensor_numel
+from .tensors import dtype_name, prefetch, tensor_numel
 from .weights import FloatWeight, float_weights
 
 __all__ = ["PairResult", "analyze_pair"]
@@ -283,6 +283,7 @@ def _read_weight(fp32: ModelGraph, fw: FloatWeight) -> tuple:
         w = np.asarray(fp32.array(fw.name), np.float32)
     except QuantLensError as e:
         return None, str(e), *_fp32_range(None)
+    prefetch(w)  # the whole tensor in flight, not one fault's read-ahead window
     with np.errstate(all="ignore"):
         return w, None, *_fp32_range(w)
 

@@ -22,6 +22,7 @@ from onnx import TensorProto
 from .errors import TensorReadError, UnsafeModelError
 
 __all__ = [
+    "prefetch",
     "DTYPE_NAMES",
     "INTEGER_TYPES",
     "FLOAT_TYPES",
@@ -263,6 +264,32 @@ def _map_readonly(path: Path, dtype: np.dtype, count: int, offset: int) -> np.nd
     finally:
         os.close(fd)
     return np.frombuffer(mm, dtype, count, offset - start)
+
+
+def prefetch(a: np.ndarray) -> bool:
+    """Ask the kernel to read the whole mapping behind ``a`` now (``MADV_WILLNEED``).
+
+    Page faults alone keep one read-ahead window (8 MiB here) in flight; a whole tensor
+    asked for at once keeps the disk busier (1B QDQ pair, cold: 3.63-3.75 -> 3.27-3.47 s
+    for the read-ahead thread of :mod:`analysis.pair`).
+
+    Returns
+    -------
+    bool
+        Whether ``a`` is memory-mapped (else nothing is done).
+    """
+    b = a
+    while isinstance(b, np.ndarray):  # views, then the frombuffer array over the mapping
+        b = b.base
+    if isinstance(b, memoryview):
+        b = b.obj
+    if not isinstance(b, mmap.mmap):
+        return False
+    try:
+        b.madvise(mmap.MADV_WILLNEED)
+    except (OSError, ValueError, AttributeError):  # closed, or no madvise on this platform
+        return False
+    return True
 
 
 def tensor_to_array(t: TensorProto, base_dir: Path | None = None, memo: dict | None = None) -> np.ndarray:
