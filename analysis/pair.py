@@ -274,7 +274,7 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph | Callable[[], ModelGraph
     # One thread reads the FP32 weights in file order from now on (see analysis.readahead).
     with ReadAhead(fws, partial(_read_weight, fp32), lambda fw: fw.numel * 4, READ_AHEAD_BYTES) as ra:
         return _measure_pair(fp32, variant() if callable(variant) else variant, label, progress,
-                             weights, ra)
+                             weights, fws, ra)
 
 
 def _read_weight(fp32: ModelGraph, fw: FloatWeight) -> tuple:
@@ -289,9 +289,9 @@ def _read_weight(fp32: ModelGraph, fw: FloatWeight) -> tuple:
 
 
 def _measure_pair(fp32: ModelGraph, variant: ModelGraph, label: str, progress, weights: dict,
-                  ra: ReadAhead) -> PairResult:
-    """Match the variant to the FP32 weights and measure every pair the reader hands over."""
-    fws = list(weights.values())
+                  fws: list[FloatWeight], ra: ReadAhead) -> PairResult:
+    """Match the variant to the FP32 weights and measure every pair the reader hands over
+    (``fws``: the weights in the reader's order)."""
     vweights = float_weights(variant)
     qts, unread = find_quantized(variant)
     problems = [*(f"FP32 model: {w}" for w in fp32.warnings), *variant.warnings, *unread]
@@ -346,7 +346,7 @@ def _measure_pair(fp32: ModelGraph, variant: ModelGraph, label: str, progress, w
 
     orphans = by_fp32.get(None, [])
 
-    def run(i: int, ra: ReadAhead) -> tuple[_Tables, list]:
+    def run(i: int) -> tuple[_Tables, list]:
         with np.errstate(all="ignore"):  # per thread: invalid parameters are columns, not warnings
             if i >= len(fws):
                 return one_orphan(orphans[i - len(fws)])
@@ -354,7 +354,7 @@ def _measure_pair(fp32: ModelGraph, variant: ModelGraph, label: str, progress, w
 
     # The kernels release the GIL: tensors are measured on several cores, results kept in order.
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        for done, (part, probs) in enumerate(pool.map(run, range(total), [ra] * total), 1):
+        for done, (part, probs) in enumerate(pool.map(run, range(total)), 1):
             tab.merge(part)
             problems.extend(probs)
             if progress:
