@@ -84,6 +84,9 @@ try:
         getattr(importlib.import_module(wm), wf)()
     warm_s = time.perf_counter() - t_w
     import gc; gc.collect()
+    if spec.get("evict_files"):  # cold: evicted here, right before the window, as cold_read does
+        out["evict_method"] = _m.evict_page_cache(spec["evict_files"])
+        out["resident_fraction_after_evict"] = _m.cached_fraction(spec["evict_files"])
     hwm_reset = _m.reset_hwm()
     rss0 = _m.rss_bytes()
     hwm0 = _m.hwm_bytes()
@@ -116,6 +119,7 @@ def run_isolated(
     warm_calls: tuple[str, ...] = (),
     python: str | None = None,
     quiet: bool = False,
+    evict_files: tuple = (),
 ) -> dict:
     """Run ``target`` ("pkg.module:function") in a fresh python process.
 
@@ -128,6 +132,10 @@ def run_isolated(
     cost is excluded from the measured window.  ``warm_calls`` ("module:function",
     no arguments) run after them, also outside the window (``warm_s`` is their time):
     what a long-running process does once at start-up, e.g. loading compiled kernels.
+    ``evict_files`` are evicted from the page cache after them, right before the window
+    (``evict_method`` and ``resident_fraction_after_evict`` are reported): a cold
+    measurement must start as soon after the eviction as :func:`cold_read` does, see
+    :func:`evict_page_cache`.
     """
     import psutil
 
@@ -144,6 +152,7 @@ def run_isolated(
             "out_path": os.path.join(td, "out.json"),
             "warm_imports": list(warm_imports),
             "warm_calls": list(warm_calls),
+            "evict_files": [str(f) for f in evict_files],
         }
         spec_path = os.path.join(td, "spec.pkl")
         with open(spec_path, "wb") as f:
@@ -361,7 +370,13 @@ def _files_and_ranges(fp32_path, quant_path) -> list[tuple[str, int, int]]:
 
 def evict_page_cache(files) -> str:
     """Evict ``files`` from the page cache. Tries a global drop_caches (root),
-    falls back to posix_fadvise(DONTNEED) per file. Returns the method used."""
+    falls back to posix_fadvise(DONTNEED) per file. Returns the method used.
+
+    Measure right after it, every time: this VM's balloon reports freed pages to the
+    host after ~2 s (free page reporting), and the first touch of a reported page costs
+    a host fault.  A cold read of the 1B pair took 4.9-5.1 s when it started right after
+    the eviction and 8.8-9.3 s when it started 6 s later; a cold analysis 3.9-4.3 s
+    against 4.9-5.5 s (2026-11-30)."""
     files = sorted(set(map(str, files)))
     try:
         os.sync()

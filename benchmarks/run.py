@@ -321,13 +321,14 @@ def bench_size(size: str, args, log=print) -> dict:
                 if not analyse or err:
                     continue
                 files = [fp32, vpath] + [f for f in (fp32 + ".data", vpath + ".data") if os.path.exists(f)]
-                method = measure.evict_page_cache(files)
-                resident = measure.cached_fraction(files)
+                # evicted in the child after its start-up, as the cold read is: see evict_page_cache
                 r = measure.run_isolated("benchmarks.run:analyze_entry", fp32, vpath,
-                                         warm_imports=(ANALYSIS_MODULE,), warm_calls=WARM_CALLS, **iso)
+                                         warm_imports=(ANALYSIS_MODULE,), warm_calls=WARM_CALLS,
+                                         evict_files=tuple(files), **iso)
                 if not r.get("ok"):
                     err = r.get("error")
                     continue
+                method, resident = r.get("evict_method"), r.get("resident_fraction_after_evict")
                 cold_runs.append(r)
             v["cold_read"] = dict(min(reads, key=lambda r: r["seconds"]),
                                   all_seconds=[r["seconds"] for r in reads])

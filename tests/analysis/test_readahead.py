@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import CancelledError
 
+import numpy as np
 import pytest
 
 from analysis.readahead import ReadAhead
@@ -152,3 +153,36 @@ def test_analyze_pair_stops_the_reader_when_the_variant_cannot_be_loaded(sample_
     with pytest.raises(ModelLoadError, match="variant is broken"):
         pair.analyze_pair(fp32, loader, "v")
     assert not [t for t in th.enumerate() if t.name == "quantlens-readahead"]
+
+
+def test_read_ahead_budget_is_one_largest_tensor_per_worker():
+    from analysis.pair import READ_AHEAD_BYTES, READ_AHEAD_MAX_BYTES, read_ahead_budget
+
+    mib = 1 << 20
+    assert READ_AHEAD_BYTES == 32 * mib and READ_AHEAD_MAX_BYTES == 256 * mib
+    assert read_ahead_budget([1 * mib, 64 * mib, 16 * mib], 2) == 128 * mib   # 1B: 2 x 64 MiB
+    assert read_ahead_budget([4 * mib, 16 * mib], 2) == 32 * mib              # 300M: the floor
+    assert read_ahead_budget([4 * mib, 20 * mib], 2) == 40 * mib
+    assert read_ahead_budget([1 << 30], 4) == 256 * mib                       # capped
+    assert read_ahead_budget([], 2) == 32 * mib
+    assert read_ahead_budget([48 * mib], 0) == 48 * mib                       # at least one worker
+
+
+def test_analyze_pair_reads_ahead_one_largest_fp32_tensor_per_worker(tmp_path, monkeypatch):
+    """The reader's budget comes from the model's own FP32 tensors (W: 6 x 10 float32 =
+    240 bytes, B: 40 bytes) and the worker count."""
+    import analysis.pair as pair
+    from analysis.model import load_model
+
+    from builders import fp32_single
+
+    path = fp32_single(tmp_path / "f.onnx", "Gemm", {"W": np.ones((6, 10)), "B": np.ones(10)},
+                       ["X", "W", "B"], "gemm")
+    budgets = []
+    real = pair.ReadAhead
+    monkeypatch.setattr(pair, "ReadAhead", lambda *a: budgets.append(a[3]) or real(*a))
+    monkeypatch.setattr(pair, "READ_AHEAD_BYTES", 0)
+    monkeypatch.setenv("QUANTLENS_THREADS", "3")
+    m = load_model(path)
+    pair.analyze_pair(m, m, "v")
+    assert budgets == [3 * 6 * 10 * 4]
