@@ -85,7 +85,7 @@ try:
     warm_s = time.perf_counter() - t_w
     import gc; gc.collect()
     if spec.get("evict_files"):  # cold: evicted here, right before the window, as cold_read does
-        out["evict_method"] = _m.evict_page_cache(spec["evict_files"])
+        out["evict_method"] = _m.evict_page_cache(spec["evict_files"], "files")
         out["resident_fraction_after_evict"] = _m.cached_fraction(spec["evict_files"])
     hwm_reset = _m.reset_hwm()
     rss0 = _m.rss_bytes()
@@ -132,10 +132,10 @@ def run_isolated(
     cost is excluded from the measured window.  ``warm_calls`` ("module:function",
     no arguments) run after them, also outside the window (``warm_s`` is their time):
     what a long-running process does once at start-up, e.g. loading compiled kernels.
-    ``evict_files`` are evicted from the page cache after them, right before the window
-    (``evict_method`` and ``resident_fraction_after_evict`` are reported): a cold
-    measurement must start as soon after the eviction as :func:`cold_read` does, see
-    :func:`evict_page_cache`.
+    ``evict_files`` (only they, ``scope="files"``) are evicted from the page cache after
+    them, right before the window (``evict_method`` and ``resident_fraction_after_evict``
+    are reported): a cold measurement must start as soon after the eviction as
+    :func:`cold_read` does, see :func:`evict_page_cache`.
     """
     import psutil
 
@@ -368,23 +368,29 @@ def _files_and_ranges(fp32_path, quant_path) -> list[tuple[str, int, int]]:
     return out
 
 
-def evict_page_cache(files) -> str:
-    """Evict ``files`` from the page cache. Tries a global drop_caches (root),
-    falls back to posix_fadvise(DONTNEED) per file. Returns the method used.
+def evict_page_cache(files, scope: str = "all") -> str:
+    """Evict ``files`` from the page cache. Returns the method used.
+
+    ``scope="all"`` tries a global drop_caches (root) and falls back to
+    posix_fadvise(DONTNEED) per file; ``scope="files"`` evicts only ``files`` (fadvise):
+    the measuring program's own code and libraries stay in memory, as in a running server.
 
     Measure right after it, every time: this VM's balloon reports freed pages to the
     host after ~2 s (free page reporting), and the first touch of a reported page costs
     a host fault.  A cold read of the 1B pair took 4.9-5.1 s when it started right after
     the eviction and 8.8-9.3 s when it started 6 s later; a cold analysis 3.9-4.3 s
     against 4.9-5.5 s (2026-11-30)."""
+    if scope not in ("all", "files"):
+        raise ValueError(f"scope must be 'all' or 'files', not {scope!r}")
     files = sorted(set(map(str, files)))
-    try:
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return "drop_caches"
-    except OSError:
-        pass
+    os.sync()  # clean pages only: fadvise cannot drop dirty ones
+    if scope == "all":
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3\n")
+            return "drop_caches"
+        except OSError:
+            pass
     for p in files:
         if not os.path.exists(p):
             continue
@@ -430,12 +436,14 @@ def cached_fraction(files) -> float | None:
         return None
 
 
-def cold_read(fp32_path, quant_path, evict: bool = True, block: int = 16 << 20) -> dict:
-    """Evict, then sequentially read every weight byte range of the pair (plus the
-    .onnx protobufs) in file order with large reads. Returns seconds, bytes, method."""
+def cold_read(fp32_path, quant_path, evict: bool = True, block: int = 16 << 20,
+              scope: str = "all") -> dict:
+    """Evict (``scope``: see :func:`evict_page_cache`), then sequentially read every weight
+    byte range of the pair (plus the .onnx protobufs) in file order with large reads.
+    Returns seconds, bytes, method."""
     ranges = _files_and_ranges(fp32_path, quant_path)
     files = [r[0] for r in ranges]
-    method = evict_page_cache(files) if evict else "none (warm)"
+    method = evict_page_cache(files, scope) if evict else "none (warm)"
     resident = cached_fraction(files) if evict else None  # verify the eviction (mincore)
     ranges.sort(key=lambda r: (r[0], r[1]))
     buf = bytearray(block)
@@ -465,8 +473,9 @@ def cold_read(fp32_path, quant_path, evict: bool = True, block: int = 16 << 20) 
             "resident_fraction_after_evict": resident}
 
 
-def measure_cold_read(fp32_path, quant_path, **kw) -> dict:
-    r = run_isolated("benchmarks.measure:cold_read", str(fp32_path), str(quant_path), return_result=True, **kw)
+def measure_cold_read(fp32_path, quant_path, scope: str = "all", **kw) -> dict:
+    r = run_isolated("benchmarks.measure:cold_read", str(fp32_path), str(quant_path),
+                     kwargs={"scope": scope}, return_result=True, **kw)
     if not r.get("ok"):
         raise RuntimeError(f"cold_read failed: {r.get('error')}")
     return r["result"]
