@@ -271,9 +271,10 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph | Callable[[], ModelGraph
     """
     weights = float_weights(fp32)
     fws = list(weights.values())
+    nbytes = lambda fw: fw.numel * 4  # noqa: E731 - float32, as the reader maps it
     # One thread reads the FP32 weights in file order from now on (see analysis.readahead).
-    with ReadAhead(fws, partial(_read_weight, fp32), lambda fw: fw.numel * 4,
-                   read_ahead_budget([fw.numel * 4 for fw in fws], _threads())) as ra:
+    with ReadAhead(fws, partial(_read_weight, fp32), nbytes,
+                   read_ahead_budget([nbytes(fw) for fw in fws], _threads())) as ra:
         return _measure_pair(fp32, variant() if callable(variant) else variant, label, progress,
                              weights, fws, ra)
 
