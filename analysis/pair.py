@@ -272,11 +272,12 @@ def analyze_pair(fp32: ModelGraph, variant: ModelGraph | Callable[[], ModelGraph
     weights = float_weights(fp32)
     fws = list(weights.values())
     nbytes = lambda fw: fw.numel * 4  # noqa: E731 - float32, as the reader maps it
+    workers = _threads()  # read once: the budget is sized for the pool that takes the tensors
     # One thread reads the FP32 weights in file order from now on (see analysis.readahead).
     with ReadAhead(fws, partial(_read_weight, fp32), nbytes,
-                   read_ahead_budget([nbytes(fw) for fw in fws], _threads())) as ra:
+                   read_ahead_budget([nbytes(fw) for fw in fws], workers)) as ra:
         return _measure_pair(fp32, variant() if callable(variant) else variant, label, progress,
-                             weights, fws, ra)
+                             weights, fws, ra, workers)
 
 
 def _read_weight(fp32: ModelGraph, fw: FloatWeight) -> tuple:
@@ -291,9 +292,9 @@ def _read_weight(fp32: ModelGraph, fw: FloatWeight) -> tuple:
 
 
 def _measure_pair(fp32: ModelGraph, variant: ModelGraph, label: str, progress, weights: dict,
-                  fws: list[FloatWeight], ra: ReadAhead) -> PairResult:
+                  fws: list[FloatWeight], ra: ReadAhead, workers: int) -> PairResult:
     """Match the variant to the FP32 weights and measure every pair the reader hands over
-    (``fws``: the weights in the reader's order)."""
+    (``fws``: the weights in the reader's order) on ``workers`` threads."""
     vweights = float_weights(variant)
     qts, unread = find_quantized(variant)
     problems = [*(f"FP32 model: {w}" for w in fp32.warnings), *variant.warnings, *unread]
@@ -355,7 +356,7 @@ def _measure_pair(fp32: ModelGraph, variant: ModelGraph, label: str, progress, w
             return one_weight(fws[i], *ra.get(i))
 
     # The kernels release the GIL: tensors are measured on several cores, results kept in order.
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         for done, (part, probs) in enumerate(pool.map(run, range(total)), 1):
             tab.merge(part)
             problems.extend(probs)
