@@ -42,7 +42,7 @@ class Results:
         self._max = max_entries
         self._lru: OrderedDict = OrderedDict()
         self._lock = threading.Lock()      # guards _lru and _loading, held only briefly
-        self._loading: dict = {}           # key -> Lock: concurrent callbacks load one result once
+        self._loading: dict = {}           # key -> _Loading: concurrent callbacks load one result once
         _INSTANCES.add(self)
 
     def _after_fork_in_child(self) -> None:
@@ -89,10 +89,9 @@ class Results:
         hit = self._cached(key)
         if hit is not None:
             return hit
-        with self._lock:
-            loading = self._loading.setdefault(key, threading.Lock())
+        loading = self._enter(key)
         try:
-            with loading:  # only callbacks wanting this very result wait here
+            with loading.lock:  # only callbacks wanting this very result wait here
                 hit = self._cached(key)  # loaded by the thread we waited for
                 if hit is not None:
                     return hit
@@ -105,9 +104,25 @@ class Results:
                         self._lru.popitem(last=False)
                 return result
         finally:
-            with self._lock:
-                if self._loading.get(key) is loading and not loading.locked():
-                    del self._loading[key]  # the last waiter out; a later miss makes a new one
+            self._leave(key, loading)
+
+    def _enter(self, key) -> "_Loading":
+        """The load lock of ``key``, counted as wanted until :meth:`_leave`."""
+        with self._lock:
+            loading = self._loading.get(key)
+            if loading is None:
+                loading = self._loading[key] = _Loading()
+            loading.wanted += 1
+            return loading
+
+    def _leave(self, key, loading: "_Loading") -> None:
+        """Uncount a caller of :meth:`_enter`; the last one out drops the lock (a later miss
+        makes a new one).  Counted, not ``locked()``: a caller that has the lock but not
+        yet its turn must still share it with every later caller, or two loads run."""
+        with self._lock:
+            loading.wanted -= 1
+            if loading.wanted == 0 and self._loading.get(key) is loading:
+                del self._loading[key]
 
     def _cached(self, key):
         with self._lock:
@@ -126,6 +141,15 @@ class Results:
             st = os.stat(e.path)
             return (e.id, st.st_size, st.st_mtime_ns)
         return (sig(ref), tuple(sig(v) for v in variants))
+
+
+class _Loading:
+    """One result's load lock and how many callers want it (see :meth:`Results._leave`)."""
+
+    __slots__ = ("lock", "wanted")
+
+    def __init__(self):
+        self.lock, self.wanted = threading.Lock(), 0
 
 
 _INSTANCES: "weakref.WeakSet[Results]" = weakref.WeakSet()

@@ -97,6 +97,82 @@ def test_a_failed_load_is_not_remembered_and_can_be_retried(tiny_dir, monkeypatc
     assert len(calls) == 2 and r._loading == {}
 
 
+def test_a_waiter_not_yet_in_line_when_a_load_fails_still_shares_the_lock(tiny_dir, monkeypatch):
+    """The schedule that made two loads run at once: B has the load lock of a result but
+    not yet its turn when A's load fails and A leaves; C comes next.  B and C must still
+    share one lock: B loads again (A's failure is not remembered), C waits for B and gets
+    B's result, and the two loads never overlap."""
+    cat, by = _ids(tiny_dir)
+    r = Results(cat)
+    real, calls, active, most = analysis.analyze, [], [0], [0]
+    a_inside, a_fail, b_inside, b_go = (threading.Event() for _ in range(4))
+    guard = threading.Lock()
+
+    def analyze(*a, **kw):
+        with guard:
+            calls.append(threading.current_thread().name)
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            if threading.current_thread().name == "A":
+                a_inside.set()
+                assert a_fail.wait(10)
+                raise OSError("disk went away")
+            if threading.current_thread().name == "B":
+                b_inside.set()
+                assert b_go.wait(10)
+            return real(*a, **kw)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    monkeypatch.setattr(analysis, "analyze", analyze)
+    b_has_lock, a_left = threading.Event(), threading.Event()
+    enter, leave = r._enter, r._leave
+
+    def paused_enter(key):
+        got = enter(key)
+        if threading.current_thread().name == "B":
+            b_has_lock.set()
+            assert a_left.wait(10)  # B takes its turn only after A has gone
+        return got
+
+    def noted_leave(key, loading):
+        leave(key, loading)
+        if threading.current_thread().name == "A":
+            a_left.set()
+
+    monkeypatch.setattr(r, "_enter", paused_enter)
+    monkeypatch.setattr(r, "_leave", noted_leave)
+    got, errors = {}, {}
+
+    def call(name):
+        try:
+            got[name] = r.get(by["fp32.onnx"], [by["good.onnx"]])
+        except OSError as e:
+            errors[name] = e
+
+    ta = threading.Thread(target=call, args=("A",), name="A")
+    tb = threading.Thread(target=call, args=("B",), name="B")
+    tc = threading.Thread(target=call, args=("C",), name="C")
+    ta.start()
+    assert a_inside.wait(10)
+    tb.start()
+    assert b_has_lock.wait(10)
+    a_fail.set()
+    ta.join(10)
+    assert b_inside.wait(10)       # B loads again: the failure was not remembered
+    tc.start()
+    time.sleep(0.2)                # C is in line behind B (with two locks it would load now)
+    b_go.set()
+    for t in (tb, tc):
+        t.join(10)
+    assert "A" in errors and set(got) == {"B", "C"}
+    assert calls == ["A", "B"] and most[0] == 1
+    assert got["C"] is got["B"]
+    assert r._loading == {}
+
+
 def test_a_job_forked_while_another_thread_loads_still_runs(tiny_dir, monkeypatch):
     """A background job is a fork of the threaded server: the loading thread's locks must
     not be inherited taken (the job would wait for them for ever)."""
