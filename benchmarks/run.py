@@ -26,6 +26,10 @@ and prints each ratio beside its target:
     (e) time per parameter, 1B / 300M         <= 1.2
     (f) cold analyze / cold sequential read   <= 1.5
 
+(f) compares the best cold analysis with the best cold read; the median of each cold
+analysis over the faster of the two reads just before it ("(f) paired") is printed
+beside it, as information.
+
 Results go to benchmarks/results/<size>.json.  Ratio (e) uses the 300M and
 1B results of this run, or the stored JSON of an earlier run.
 
